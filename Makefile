@@ -1,0 +1,61 @@
+# From Neurons to Large Models — every command a reader or teacher needs.
+# Needs only Python 3 (with venv) and make; npm is used when present to serve the widget
+# scripts from the site itself.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ASSETS := _build/assets/widgets
+HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
+REQUIREJS    := requirejs@2.3.8
+PYTEST_ARGS  ?=
+
+.PHONY: help setup assets book test lab execute student clean
+help:
+	@echo "make book     build the website into _build/html"
+	@echo "make test     run every test (unit, notebooks, student edition, site, browser)"
+	@echo "make lab      open the notebooks in JupyterLab"
+	@echo "make execute  re-run every notebook in place (fresh stored outputs)"
+	@echo "make student  write the student edition (no solutions) into _build/student"
+	@echo "make clean    remove _build"
+
+setup: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+assets: $(ASSETS)/.done
+$(ASSETS)/.done:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --no-save --prefix _build/npm \
+	    $(HTML_MANAGER) $(REQUIREJS) && \
+	  mkdir -p $(ASSETS) && \
+	  cp _build/npm/node_modules/requirejs/require.js $(ASSETS)/ && \
+	  cp -r _build/npm/node_modules/@jupyter-widgets/html-manager/dist/. $(ASSETS)/ && \
+	  rm -f $(ASSETS)/*.map && \
+	  touch $@; \
+	else \
+	  echo "npm not found: pages with widgets will load their scripts from a public CDN."; \
+	fi
+
+book: setup assets
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet
+	@echo "Open $(CURDIR)/_build/html/index.html in a browser."
+
+test: setup assets
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab
+
+execute: setup
+	$(PY) -m dlbook.book execute $(NOTEBOOKS)
+
+student: setup
+	$(PY) -m dlbook.book student --out _build/student
+
+clean:
+	rm -rf _build

@@ -1,0 +1,145 @@
+"""Tools that keep the book's notebooks honest: run them, and make the student edition.
+
+Run as ``python -m dlbook.book execute [NOTEBOOK ...]`` (re-run notebooks in place so their
+stored outputs come from one clean run) or ``python -m dlbook.book student [--out DIR]``
+(write every notebook without its solutions, with outputs cleared). ``make execute`` and
+``make student`` call these. Needs the ``book`` extra (nbformat, nbclient).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path.cwd()
+SOLUTION_TAG = "solution"
+_START = re.compile(r"^\s*(`{3,}|:{3,})\s*\{solution-start\}")
+_END = re.compile(r"^\s*(`{3,}|:{3,})\s*\{solution-end\}")
+_WHOLE = re.compile(r"^\s*(`{3,}|:{3,})\s*\{solution\}")
+
+
+def toc_notebooks(root: Path = ROOT) -> list[Path]:
+    """The notebooks listed in ``_toc.yml``, in reading order."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    found: list[Path] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if key in node:
+                    path = root / node[key]
+                    if path.suffix == "":
+                        path = path.with_suffix(".ipynb")
+                    if path.suffix == ".ipynb" and path.exists():
+                        found.append(path)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return found
+
+
+def execute(paths: list[Path], timeout: int = 600) -> None:
+    """Run each notebook top to bottom in a fresh kernel and store the outputs in place."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        nb.metadata.pop("widgets", None)
+        nb.metadata.pop("jupytext", None)
+        start = time.perf_counter()
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                store_widget_state=True,
+                                resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+        nbformat.write(nb, path)
+        print(f"{time.perf_counter() - start:6.1f} s  {path}")
+
+
+def student_edition(nb: "nbformat.NotebookNode") -> "nbformat.NotebookNode":  # noqa: F821
+    """Return a copy of a notebook without its solutions and with its outputs cleared.
+
+    Removed: code cells tagged ``solution``, markdown ``{solution}`` cells, and everything from
+    a ``{solution-start}`` cell to its ``{solution-end}`` cell. Exercise prompts and their
+    starter cells (with their ``dlbook.check`` calls) stay.
+    """
+    import copy
+
+    import nbformat
+
+    out = copy.deepcopy(nb)
+    cells, inside = [], False
+    for cell in out.cells:
+        first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
+        is_md = cell.cell_type == "markdown"
+        if is_md and _START.match(first):
+            if inside:
+                raise ValueError("a {solution-start} cell opens before the previous one closed")
+            inside = True
+            continue
+        if is_md and _END.match(first):
+            if not inside:
+                raise ValueError("a {solution-end} cell has no {solution-start} before it")
+            inside = False
+            continue
+        if inside or (is_md and _WHOLE.match(first)):
+            continue
+        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cells.append(cell)
+    if inside:
+        raise ValueError("a {solution-start} cell is never closed by {solution-end}")
+    out.cells = [nbformat.v4.new_markdown_cell(
+        "**Student edition.** The solutions are removed; each exercise's check cell tells you "
+        "whether your answer is right (it prints *not answered yet* until you fill in the `...`)."
+    )] + cells
+    out.metadata.pop("widgets", None)
+    return out
+
+
+def write_student_editions(out_dir: Path, root: Path = ROOT) -> list[Path]:
+    """Write the student edition of every notebook in the table of contents to ``out_dir``."""
+    import nbformat
+
+    written = []
+    for path in toc_notebooks(root):
+        target = out_dir / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(student_edition(nbformat.read(path, as_version=4)), target)
+        written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dlbook.book", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("execute", help="re-run notebooks in place (all in the TOC by default)")
+    ex.add_argument("notebooks", nargs="*", type=Path)
+    st = sub.add_parser("student", help="write the student edition (solutions removed)")
+    st.add_argument("--out", type=Path, default=Path("_build/student"))
+    args = parser.parse_args(argv)
+    if args.command == "execute":
+        paths = args.notebooks or toc_notebooks()
+        missing = [p for p in paths if not p.exists()]
+        if missing:
+            parser.error(f"no such notebook: {', '.join(map(str, missing))}")
+        execute(paths)
+    else:
+        written = write_student_editions(args.out)
+        print(f"wrote {len(written)} student notebooks under {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Plotting defaults and the two ways the book makes a figure move.
+
+* :func:`explore` — sliders that redraw a figure while a kernel runs (JupyterLab, Colab).
+* :func:`animation_html` — a precomputed animation that still moves on the static website.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from typing import Any, Callable
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+
+#: The book's figure defaults: small, readable, and light on ink.
+STYLE: dict[str, Any] = {
+    "figure.figsize": (5.0, 3.2),
+    "figure.dpi": 90,
+    "savefig.dpi": 90,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "lines.linewidth": 1.8,
+    "image.cmap": "RdBu_r",
+    "svg.hashsalt": "dlbook",  # stable ids if a figure is ever saved as SVG
+}
+
+
+def set_style() -> None:
+    """Apply the book's matplotlib defaults (call once in a notebook's set-up cell)."""
+    mpl.rcParams.update(STYLE)
+
+
+_ICONS = {"fa-minus": "&minus;", "fa-plus": "+", "fa-fast-backward": "&#x23EE;",
+          "fa-step-backward": "&#x23F4;&#x23F4;", "fa-play": "&#x25B6;", "fa-pause": "&#x23F8;",
+          "fa-step-forward": "&#x23F5;&#x23F5;", "fa-fast-forward": "&#x23ED;"}
+
+
+def animation_html(anim: Any, *, fps: int = 6, default_mode: str = "loop") -> Any:
+    """Render a ``matplotlib.animation.Animation`` as self-contained HTML (no kernel needed).
+
+    This is the static twin of an interactive widget: the frames are computed once, embedded
+    as PNG images, and play with the player's own buttons on the website. The random element
+    id matplotlib uses is replaced by one derived from the frames, so a re-run is identical.
+    The animation's figure is closed so it is not shown a second time.
+    """
+    from matplotlib.animation import Animation
+
+    if not isinstance(anim, Animation):
+        raise ValueError("animation_html expects a matplotlib.animation.Animation, e.g. "
+                         f"FuncAnimation(fig, update, frames=...), got {type(anim).__name__}")
+    if default_mode not in {"loop", "once", "reflect"}:
+        raise ValueError(f"default_mode must be 'loop', 'once' or 'reflect', got {default_mode!r}")
+    html = anim.to_jshtml(fps=fps, default_mode=default_mode)
+    plt.close(anim._fig)  # noqa: SLF001
+    # The player's buttons use an icon font from a CDN; plain characters work offline.
+    html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">', "", html)
+    html = re.sub(r'<i class="fa (fa-[a-z-]+)( fa-flip-horizontal)?"></i>',
+                  lambda m: "&#x25C0;" if m.group(2) else _ICONS[m.group(1)], html)
+    uid = re.search(r'id="_anim_img([0-9a-f]+)"', html)
+    if uid:
+        stable = "a" + hashlib.sha1(re.sub(r"[0-9a-f]{32}", "", html).encode()).hexdigest()[:16]
+        html = html.replace(uid.group(1), stable)
+    from IPython.display import HTML
+
+    return HTML(html)
+
+
+def figure_png(fig: plt.Figure, dpi: int | None = None) -> bytes:
+    """Return a figure as PNG bytes (used by :func:`explore` to update its image)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or mpl.rcParams["savefig.dpi"], bbox_inches="tight")
+    return buf.getvalue()
+
+
+def explore(draw: Callable[..., None], *, figsize: tuple[float, float] | None = None,
+            **controls: Any) -> Any:
+    """Sliders that redraw a figure: ``explore(draw, w1=(-3, 3, 0.1, 1.0), ...)``.
+
+    ``draw(ax, **values)`` draws on a cleared axis. Each control is ``(min, max, step, value)``
+    for a float slider, ``(min, max, step, value, "int")`` for an integer slider, or an
+    ipywidgets widget. The figure is shown as an image widget, so running the cell prints
+    nothing but the widget itself (stable for the notebook tests) and the saved widget state
+    shows the first drawing on the website; moving the sliders needs a running kernel.
+    """
+    import ipywidgets as W
+
+    if not callable(draw):
+        raise ValueError("explore expects draw(ax, **values) as its first argument")
+    if not controls:
+        raise ValueError("explore needs at least one control, e.g. w=(-3, 3, 0.1, 1.0)")
+    widgets: dict[str, W.ValueWidget] = {}
+    for name, spec in controls.items():
+        if isinstance(spec, W.ValueWidget):
+            widgets[name] = spec
+            continue
+        if not isinstance(spec, tuple) or len(spec) not in (4, 5):
+            raise ValueError(f"control {name!r} must be (min, max, step, value) or "
+                             f"(min, max, step, value, 'int'), got {spec!r}")
+        lo, hi, step, value = spec[:4]
+        if not lo <= value <= hi:
+            raise ValueError(f"control {name!r}: value {value} is outside [{lo}, {hi}]")
+        cls = W.IntSlider if len(spec) == 5 and spec[4] == "int" else W.FloatSlider
+        widgets[name] = cls(min=lo, max=hi, step=step, value=value, description=name,
+                            continuous_update=False)
+    fig, ax = plt.subplots(figsize=figsize)
+    plt.close(fig)  # drawn into the image widget only
+    image = W.Image(format="png")
+
+    def redraw(_change: Any = None) -> None:
+        ax.clear()
+        draw(ax, **{k: w.value for k, w in widgets.items()})
+        image.value = figure_png(fig)
+
+    for w in widgets.values():
+        w.observe(redraw, names="value")
+    redraw()
+    return _Explorer([W.VBox(list(widgets.values())), image], names=list(widgets))
+
+
+def _explorer_class() -> type:
+    import ipywidgets as W
+
+    class Explorer(W.HBox):
+        """An HBox whose text form is short and stable (no PNG bytes in the notebook)."""
+
+        def __init__(self, children: list, names: list[str]) -> None:
+            super().__init__(children)
+            self._names = names
+
+        def __repr__(self) -> str:
+            return f"explore({', '.join(self._names)})"
+
+    return Explorer
+
+
+def _Explorer(children: list, names: list[str]) -> Any:  # noqa: N802 - acts as a class
+    return _explorer_class()(children, names)

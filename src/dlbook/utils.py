@@ -1,0 +1,78 @@
+"""Utilities every section uses: device choice, seeding, and showing source code."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def device(prefer: str | None = None) -> torch.device:
+    """Return the best available device: CUDA, then Apple's MPS, then the CPU.
+
+    ``prefer`` forces a choice (``"cpu"``, ``"cuda"``, ``"mps"``); asking for one that is not
+    available raises a ``ValueError`` instead of silently falling back.
+    """
+    if prefer is not None:
+        if prefer not in {"cpu", "cuda", "mps"}:
+            raise ValueError(f"prefer must be 'cpu', 'cuda' or 'mps', got {prefer!r}")
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": torch.backends.mps.is_available(),
+        }[prefer]
+        if not available:
+            raise ValueError(f"device {prefer!r} is not available here; call dlbook.device() "
+                             "without an argument to pick the best available one")
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python, NumPy and PyTorch (CPU and every GPU) and turn off cuDNN autotuning.
+
+    Call it once at the top of a notebook, and again before any experiment you want to repeat
+    exactly. On a CPU this makes runs repeat bit for bit as long as the number of threads stays
+    the same (a sum split over 2 threads is added in another order than over 1): the book
+    therefore prints rounded numbers. Returns the seed so it can be logged.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r} of type {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device too
+    os.environ["PYTHONHASHSEED"] = str(seed)  # for subprocesses (workers, torchrun)
+    # cuBLAS needs this set before its first use to be deterministic on a GPU.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    return seed
+
+
+def show_source(obj: Any) -> Any:
+    """Show the source code of a function or class, syntax-highlighted in a notebook.
+
+    The book uses it so that code living in ``dlbook`` is read in the section that teaches it,
+    without pasting a second copy. Outside IPython it returns the plain source string.
+    """
+    try:
+        source = inspect.getsource(obj)
+    except (TypeError, OSError) as exc:
+        raise ValueError(f"cannot show the source of {obj!r}: pass a Python function, class "
+                         "or module defined in a .py file") from exc
+    try:
+        from IPython.display import Code
+    except ImportError:  # plain Python, no IPython
+        return source
+    return Code(source, language="python")

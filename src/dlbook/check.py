@@ -142,7 +142,8 @@ def function(answer: Any, reference: Callable[..., Any], inputs: Iterable[Any], 
     """Check a function by calling it and ``reference`` on each input and comparing results.
 
     Each item of ``inputs`` is one argument, or a tuple of arguments. Exceptions raised by the
-    student's function are reported as a failure with the exception's message.
+    student's function are reported as a failure with the exception's message; a function that
+    returns ``None`` (its body is still ``...``) counts as not answered yet.
     """
     _validate_tolerances(rtol, atol)
     if not callable(reference):
@@ -161,6 +162,9 @@ def function(answer: Any, reference: Callable[..., Any], inputs: Iterable[Any], 
             got_raw = answer(*args)
         except Exception as exc:  # noqa: BLE001 - any error in the student's code is a failure
             return _report(name, FAIL, f"raised {type(exc).__name__}: {exc}", hint)
+        if got_raw is None or got_raw is Ellipsis:
+            # A body that is still just `...` (or has no return yet) returns None.
+            return _todo(name)
         got = _as_float_tensor(got_raw)
         where = f"for input {_short(args)}"
         if got is None:

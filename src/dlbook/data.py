@@ -25,3 +25,91 @@ def logic_gate(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     y = torch.tensor(_GATES[name.upper()], dtype=torch.float32)
     return X, y
+
+
+def mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, torch.Tensor]:
+    """The MNIST-1D data set of Greydanus (2020), generated here by code (no download).
+
+    Ten 1-D templates of the digits are padded, shifted, scaled, sheared and made noisy, giving
+    signals of length 40. Returns a dict of tensors: ``x`` (N_train, 40) float32, ``y`` (N_train,)
+    int64, ``x_test``, ``y_test`` (the package's 80/20 split) and ``t`` (40,), the positions of
+    the samples along the signal, for plotting. The defaults reproduce the paper's data set.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 10:
+        raise ValueError(f"num_samples must be an integer >= 10 (one per digit), got {num_samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    import random
+
+    import numpy as np
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+    # make_dataset reseeds NumPy's and Python's global generators; put them back afterwards.
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        raw = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return {
+        "x": torch.tensor(raw["x"], dtype=torch.float32),
+        "y": torch.tensor(raw["y"], dtype=torch.int64),
+        "x_test": torch.tensor(raw["x_test"], dtype=torch.float32),
+        "y_test": torch.tensor(raw["y_test"], dtype=torch.int64),
+        "t": torch.tensor(raw["t"], dtype=torch.float32),
+    }
+
+
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 handwritten digits (the UCI optdigits test set) as ``(X, y)``.
+
+    ``X`` has shape (1797, 64), float32, pixel values scaled from 0..16 to [0, 1]; reshape a
+    row to (8, 8) to see the image. ``y`` has shape (1797,), int64 labels 0..9. The data ship
+    inside scikit-learn, so nothing is downloaded.
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    X = torch.tensor(data.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(data.target, dtype=torch.int64)
+    return X, y
+
+
+def split(data: tuple[torch.Tensor, ...] | torch.utils.data.TensorDataset,
+          fractions: tuple[float, ...] | list[float],
+          seed: int = 0) -> list[tuple[torch.Tensor, ...] | torch.utils.data.TensorDataset]:
+    """Shuffle examples with a seeded generator and cut them into parts, e.g. train/val/test.
+
+    ``data`` is a tuple of tensors with the same first dimension (such as ``(X, y)``) or a
+    ``torch.utils.data.TensorDataset``; ``fractions`` are the parts' shares and must sum to 1,
+    e.g. ``(0.7, 0.15, 0.15)``. Returns one tuple of tensors (or one TensorDataset) per part;
+    the last part takes what rounding leaves over. The same seed always gives the same split.
+    """
+    from torch.utils.data import TensorDataset
+
+    as_dataset = isinstance(data, TensorDataset)
+    tensors = tuple(data.tensors) if as_dataset else tuple(data)
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise ValueError("data must be a tuple of tensors such as (X, y), or a TensorDataset")
+    n = len(tensors[0])
+    if any(len(t) != n for t in tensors):
+        raise ValueError(f"all tensors must have the same first dimension, got "
+                         f"{[len(t) for t in tensors]}")
+    fractions = [float(f) for f in fractions]
+    if not fractions or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions must be positive and sum to 1, e.g. (0.8, 0.2), got "
+                         f"{fractions}")
+    sizes = [int(round(f * n)) for f in fractions[:-1]]
+    sizes.append(n - sum(sizes))
+    if any(s <= 0 for s in sizes):
+        raise ValueError(f"{n} examples are too few to split into parts {fractions}: sizes {sizes}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts, start = [], 0
+    for size in sizes:
+        idx = order[start:start + size]
+        part = tuple(t[idx.to(t.device)] for t in tensors)
+        parts.append(TensorDataset(*part) if as_dataset else part)
+        start += size
+    return parts

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -143,3 +143,84 @@ def _explorer_class() -> type:
 
 def _Explorer(children: list, names: list[str]) -> Any:  # noqa: N802 - acts as a class
     return _explorer_class()(children, names)
+
+
+def _grid(xlim: tuple[float, float], ylim: tuple[float, float], n: int) -> Any:
+    import torch
+
+    if not (len(xlim) == 2 and len(ylim) == 2 and xlim[0] < xlim[1] and ylim[0] < ylim[1]):
+        raise ValueError(f"xlim and ylim must be (low, high) with low < high, got {xlim}, {ylim}")
+    xs = torch.linspace(float(xlim[0]), float(xlim[1]), n)
+    ys = torch.linspace(float(ylim[0]), float(ylim[1]), n)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    return gx, gy, torch.stack([gx, gy], dim=-1)
+
+
+def contour(f: Callable[[Any], Any], xlim: tuple[float, float], ylim: tuple[float, float], *,
+            ax: plt.Axes | None = None, n: int = 200, levels: int | Sequence[float] = 30,
+            log: bool = False) -> plt.Axes:
+    """Contour lines of a function of two variables, e.g. a loss surface.
+
+    ``f`` takes a tensor of points with shape (..., 2) and returns their values, shape (...).
+    With ``log=True`` the levels are spaced evenly in log(1 + f), which shows narrow valleys.
+    """
+    import torch
+
+    gx, gy, points = _grid(xlim, ylim, n)
+    with torch.no_grad():
+        z = torch.as_tensor(f(points), dtype=torch.float32)
+    if z.shape != gx.shape:
+        raise ValueError(f"f must map points of shape (..., 2) to values of shape (...); for a "
+                         f"{tuple(points.shape)} grid it returned {tuple(z.shape)}")
+    ax = ax or plt.gca()
+    ax.contour(gx.numpy(), gy.numpy(), (torch.log1p(z) if log else z).numpy(), levels=levels,
+               cmap="viridis", linewidths=0.8)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    return ax
+
+
+def decision_regions(predict: Callable[[Any], Any], X: Any, y: Any, *, ax: plt.Axes | None = None,
+                     xlim: tuple[float, float] | None = None,
+                     ylim: tuple[float, float] | None = None, n: int = 200) -> plt.Axes:
+    """Shade where a 2-D classifier predicts each class, and scatter the data on top.
+
+    ``predict`` maps points of shape (m, 2) to scores: shape (m,) for a probability of class 1,
+    or (m, k) for k classes (the arg-max is shaded). ``X`` has shape (n, 2), ``y`` shape (n,);
+    pass an empty ``X`` (shape (0, 2)) with ``xlim`` and ``ylim`` to draw the regions alone.
+    """
+    import torch
+
+    X = torch.as_tensor(X, dtype=torch.float32)
+    y = torch.as_tensor(y)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"expected X of shape (n, 2), got {tuple(X.shape)}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"expected y of shape ({X.shape[0]},), got {tuple(y.shape)}")
+    if len(X) == 0 and (xlim is None or ylim is None):
+        raise ValueError("with no data points (empty X), give xlim and ylim")
+    pad = 0.5
+    xlim = xlim or (float(X[:, 0].min()) - pad, float(X[:, 0].max()) + pad)
+    ylim = ylim or (float(X[:, 1].min()) - pad, float(X[:, 1].max()) + pad)
+    gx, gy, points = _grid(xlim, ylim, n)
+    with torch.no_grad():
+        scores = torch.as_tensor(predict(points.reshape(-1, 2)), dtype=torch.float32)
+    ax = ax or plt.gca()
+    if scores.ndim == 1 or scores.shape[-1] == 1:
+        p = scores.reshape(gx.shape)
+        ax.contourf(gx.numpy(), gy.numpy(), p.numpy(), levels=20, cmap="RdBu_r", alpha=0.35,
+                    vmin=0, vmax=1)
+        ax.contour(gx.numpy(), gy.numpy(), p.numpy(), levels=[0.5], colors="k", linewidths=1)
+    else:
+        k = scores.shape[-1]
+        cls = scores.argmax(-1).reshape(gx.shape)
+        ax.contourf(gx.numpy(), gy.numpy(), cls.numpy(), levels=torch.arange(k + 1).numpy() - 0.5,
+                    cmap="tab10", alpha=0.25, vmin=0, vmax=9)
+    if len(X):  # an empty X draws the regions alone
+        binary = int(y.max()) <= 1
+        ax.scatter(X[:, 0].numpy(), X[:, 1].numpy(), c=y.numpy(),
+                   cmap="RdBu_r" if binary else "tab10", edgecolors="k", s=25, vmin=0,
+                   vmax=1 if binary else 9)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    return ax

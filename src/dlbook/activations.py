@@ -1,0 +1,345 @@
+"""Activation functions written from their formulas, with hand-derived derivatives (section 1.2).
+
+Each function ``f`` comes with ``f_grad``, its derivative worked out on paper, so that the book
+can check the calculus against autograd instead of taking it on trust. Everything is built from
+elementary tensor operations (``exp``, ``erf``, ``where``) and written to be numerically stable:
+no ``exp`` of a large positive number is ever computed, so huge inputs give finite outputs.
+
+The derivative at a kink (ReLU and Leaky ReLU at 0) follows PyTorch's convention: the slope of
+the left piece, so that both libraries agree at every point.
+
+The last part holds the small tools the section's experiments use: collapsing a stack of linear
+layers into one, finding dead units, and a full-batch regression fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _check(z: torch.Tensor, name: str = "z") -> None:
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(f"expected {name} to be a torch.Tensor, got {type(z).__name__}; "
+                         f"wrap it with torch.tensor(...)")
+    if not z.is_floating_point():
+        raise ValueError(f"expected {name} to be a floating-point tensor, got {z.dtype}; "
+                         f"convert it with {name}.float()")
+
+
+# --- The sigmoid family -------------------------------------------------------------------
+
+def sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """The logistic sigmoid ``1 / (1 + exp(-z))``, squashing any real number into (0, 1).
+
+    Written with ``e = exp(-|z|) <= 1``: ``1 / (1 + e)`` for ``z >= 0`` and ``e / (1 + e)`` for
+    ``z < 0`` are the same function, and neither can overflow.
+    """
+    _check(z)
+    e = torch.exp(-z.abs())
+    return torch.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_grad(z: torch.Tensor) -> torch.Tensor:
+    """``sigmoid'(z) = sigmoid(z) * (1 - sigmoid(z))``: at most 1/4, reached at ``z = 0``."""
+    s = sigmoid(z)
+    return s * (1 - s)
+
+
+def tanh(z: torch.Tensor) -> torch.Tensor:
+    """The hyperbolic tangent ``(e^z - e^-z) / (e^z + e^-z)``, a sigmoid stretched to (-1, 1).
+
+    Dividing through by ``e^|z|`` gives ``sign(z) (1 - e) / (1 + e)`` with ``e = exp(-2|z|)``,
+    which never overflows. (Equivalently ``tanh(z) = 2 sigmoid(2z) - 1``.)
+    """
+    _check(z)
+    e = torch.exp(-2 * z.abs())
+    return torch.sign(z) * (1 - e) / (1 + e)
+
+
+def tanh_grad(z: torch.Tensor) -> torch.Tensor:
+    """``tanh'(z) = 1 - tanh(z)^2``: at most 1, reached at ``z = 0``."""
+    t = tanh(z)
+    return 1 - t * t
+
+
+# --- The rectifier family ------------------------------------------------------------------
+
+def relu(z: torch.Tensor) -> torch.Tensor:
+    """The rectified linear unit ``max(0, z)``."""
+    _check(z)
+    return torch.where(z > 0, z, torch.zeros_like(z))
+
+
+def relu_grad(z: torch.Tensor) -> torch.Tensor:
+    """``relu'(z)`` is 1 for ``z > 0`` and 0 otherwise (0 at the kink, as in PyTorch)."""
+    _check(z)
+    return (z > 0).to(z.dtype)
+
+
+def _check_slope(slope: float) -> None:
+    if not isinstance(slope, (int, float)) or isinstance(slope, bool) or not 0 <= slope < 1:
+        raise ValueError(f"the negative slope must be a number in [0, 1), got {slope!r}")
+
+
+def leaky_relu(z: torch.Tensor, slope: float = 0.01) -> torch.Tensor:
+    """Leaky ReLU: ``z`` for ``z > 0``, ``slope * z`` otherwise (PyTorch's default slope 0.01)."""
+    _check(z)
+    _check_slope(slope)
+    return torch.where(z > 0, z, slope * z)
+
+
+def leaky_relu_grad(z: torch.Tensor, slope: float = 0.01) -> torch.Tensor:
+    """``1`` for ``z > 0``, ``slope`` otherwise: never exactly zero when ``slope > 0``."""
+    _check(z)
+    _check_slope(slope)
+    return torch.where(z > 0, torch.ones_like(z), torch.full_like(z, slope))
+
+
+def _check_alpha(alpha: float) -> None:
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
+        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+
+
+def elu(z: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Exponential linear unit: ``z`` for ``z > 0``, ``alpha (e^z - 1)`` otherwise.
+
+    The negative branch is evaluated at ``min(z, 0)`` so that ``exp`` never sees a large
+    positive number (``torch.where`` computes both branches everywhere).
+    """
+    _check(z)
+    _check_alpha(alpha)
+    return torch.where(z > 0, z, alpha * torch.expm1(z.clamp(max=0)))
+
+
+def elu_grad(z: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``1`` for ``z > 0``, ``alpha e^z`` (equal to ``elu(z) + alpha``) otherwise."""
+    _check(z)
+    _check_alpha(alpha)
+    return torch.where(z > 0, torch.ones_like(z), alpha * torch.exp(z.clamp(max=0)))
+
+
+# --- Smooth rectifiers: GELU and SiLU ------------------------------------------------------
+
+def normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    """``Phi(z)``, the standard normal's cumulative distribution: ``(1 + erf(z / sqrt 2)) / 2``."""
+    _check(z)
+    return 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+
+
+def normal_pdf(z: torch.Tensor) -> torch.Tensor:
+    """``phi(z) = exp(-z^2 / 2) / sqrt(2 pi)``, the standard normal density (``Phi' = phi``)."""
+    _check(z)
+    return torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+def gelu(z: torch.Tensor) -> torch.Tensor:
+    """Gaussian error linear unit, exact form: ``z * Phi(z)``."""
+    return z * normal_cdf(z)
+
+
+def gelu_grad(z: torch.Tensor) -> torch.Tensor:
+    """``gelu'(z) = Phi(z) + z phi(z)`` (product rule, with ``Phi' = phi``)."""
+    return normal_cdf(z) + z * normal_pdf(z)
+
+
+def gelu_tanh(z: torch.Tensor) -> torch.Tensor:
+    """The tanh approximation of GELU: ``z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))``.
+
+    It avoids ``erf``, which was slow on some hardware; PyTorch offers it as
+    ``F.gelu(z, approximate="tanh")`` and GPT-2 was trained with it.
+    """
+    _check(z)
+    return 0.5 * z * (1 + tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3)))
+
+
+def silu(z: torch.Tensor) -> torch.Tensor:
+    """Sigmoid linear unit (Swish with beta = 1): ``z * sigmoid(z)``."""
+    return z * sigmoid(z)
+
+
+def silu_grad(z: torch.Tensor) -> torch.Tensor:
+    """``silu'(z) = sigmoid(z) (1 + z (1 - sigmoid(z)))``."""
+    s = sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+# --- Softmax: a vector-to-vector activation ------------------------------------------------
+
+def _check_vector(z: torch.Tensor) -> None:
+    _check(z)
+    if z.ndim == 0:
+        raise ValueError("softmax needs at least one dimension (a vector of logits), got a "
+                         "0-d tensor; use z.reshape(1) or z.unsqueeze(0)")
+
+
+def softmax(z: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension: ``exp(z_i) / sum_j exp(z_j)``.
+
+    Subtracting the largest entry first changes nothing (the factor ``exp(-max)`` cancels) but
+    keeps every exponent <= 0, so ``exp`` cannot overflow.
+    """
+    _check_vector(z)
+    e = torch.exp(z - z.amax(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def softmax_jacobian(z: torch.Tensor) -> torch.Tensor:
+    """The Jacobian ``dp/dz = diag(p) - p p^T`` of :func:`softmax`, shape (..., n, n)."""
+    p = softmax(z)
+    return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+
+
+def softmax_backward(p: torch.Tensor, grad_p: torch.Tensor) -> torch.Tensor:
+    """Backpropagate through softmax without building the Jacobian.
+
+    Given the output ``p`` and the gradient ``g = dL/dp``, returns
+    ``dL/dz = (diag(p) - p p^T) g = p * (g - <g, p>)``: O(n) work instead of O(n^2).
+    """
+    _check_vector(p)
+    _check(grad_p, "grad_p")
+    if p.shape != grad_p.shape:
+        raise ValueError(f"p and grad_p must have the same shape, got {tuple(p.shape)} and "
+                         f"{tuple(grad_p.shape)}")
+    return p * (grad_p - (grad_p * p).sum(dim=-1, keepdim=True))
+
+
+# --- A registry: formula, derivative and PyTorch's own version side by side -----------------
+
+@dataclass(frozen=True)
+class Activation:
+    """An element-wise activation: our formula, our derivative and PyTorch's reference."""
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    grad: Callable[[torch.Tensor], torch.Tensor]
+    reference: Callable[[torch.Tensor], torch.Tensor]
+
+
+ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
+    Activation("sigmoid", sigmoid, sigmoid_grad, torch.sigmoid),
+    Activation("tanh", tanh, tanh_grad, torch.tanh),
+    Activation("relu", relu, relu_grad, F.relu),
+    Activation("leaky_relu", leaky_relu, leaky_relu_grad, F.leaky_relu),
+    Activation("elu", elu, elu_grad, F.elu),
+    Activation("gelu", gelu, gelu_grad, F.gelu),
+    Activation("silu", silu, silu_grad, F.silu),
+]}
+
+
+# --- Tools for the section's experiments ---------------------------------------------------
+
+def collapse_linear(layers: Sequence[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The single affine map ``x -> W x + b`` equal to applying ``layers`` one after another.
+
+    Layer ``k`` maps ``x`` to ``W_k x + b_k``. Composing it after the map ``(W, b)`` built so far
+    gives ``W_k (W x + b) + b_k = (W_k W) x + (W_k b + b_k)``, so the whole stack is again one
+    matrix and one vector. Returns detached tensors (``W`` of shape (out, in), ``b`` of (out,)).
+    """
+    layers = list(layers)
+    if not layers:
+        raise ValueError("collapse_linear needs at least one nn.Linear layer")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, nn.Linear):
+            raise ValueError(f"layer {i} is a {type(layer).__name__}, not an nn.Linear: only a "
+                             f"stack of purely linear layers collapses to one")
+    first = layers[0].weight
+    W = torch.eye(layers[0].in_features, dtype=first.dtype, device=first.device)
+    b = torch.zeros(layers[0].in_features, dtype=first.dtype, device=first.device)
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            if layer.in_features != W.shape[0]:
+                raise ValueError(f"layer {i} expects {layer.in_features} inputs but the layers "
+                                 f"before it give {W.shape[0]} outputs")
+            W = layer.weight @ W
+            b = layer.weight @ b if layer.bias is None else layer.weight @ b + layer.bias
+    return W, b
+
+
+def mlp(sizes: Sequence[int], activation: Callable[[], nn.Module]) -> nn.Sequential:
+    """A fully connected network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+
+    ``activation`` is a factory such as ``nn.ReLU``; one is placed after every linear layer but
+    the last, so the output is unbounded (suited to regression).
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
+        raise ValueError(f"sizes must hold at least two positive integers (input and output "
+                         f"widths), got {sizes!r}")
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def hidden_preactivations(model: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """The pre-activations ``z = W h + b`` of every hidden layer of ``model`` on inputs ``x``.
+
+    Returns one tensor of shape (n, width) per ``nn.Linear`` except the last (the output layer).
+    """
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(f"expected an nn.Sequential (e.g. from dlbook.activations.mlp), got "
+                         f"{type(model).__name__}")
+    _check(x, "x")
+    linears = [i for i, m in enumerate(model) if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("the model has no nn.Linear layer")
+    if x.ndim != 2 or x.shape[1] != model[linears[0]].in_features:
+        raise ValueError(f"expected x of shape (n, {model[linears[0]].in_features}), got "
+                         f"{tuple(x.shape)}")
+    out: list[torch.Tensor] = []
+    h = x
+    with torch.no_grad():
+        for i, module in enumerate(model):
+            h = module(h)
+            if i in linears[:-1]:
+                out.append(h)
+    return out
+
+
+def dead_units(z: torch.Tensor) -> torch.Tensor:
+    """Which units are dead on a data set: a boolean mask of shape (width,).
+
+    ``z`` holds one hidden layer's pre-activations, shape (n, width). A unit is dead when its
+    pre-activation is <= 0 for *every* input: a ReLU then outputs 0 and passes back a zero
+    gradient for every example, so gradient descent can never change its incoming weights.
+    """
+    _check(z)
+    if z.ndim != 2:
+        raise ValueError(f"expected pre-activations of shape (n, width), got {tuple(z.shape)}")
+    return (z <= 0).all(dim=0)
+
+
+def fit_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
+                   lr: float, optimizer: str = "adam") -> list[float]:
+    """Fit ``model`` to ``(x, y)`` by full-batch gradient descent on the mean squared error.
+
+    ``optimizer`` is ``"sgd"`` (plain gradient descent) or ``"adam"``; both are the subject of
+    sections 1.4 and 1.5, used here as a tool. Returns the loss at every step.
+    """
+    _check(x, "x")
+    _check(y, "y")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must hold the same number of examples, got {x.shape[0]} "
+                         f"and {y.shape[0]}")
+    if not isinstance(steps, int) or steps < 1 or not lr > 0:
+        raise ValueError(f"need an integer steps >= 1 and lr > 0, got steps={steps!r}, lr={lr!r}")
+    if optimizer not in {"sgd", "adam"}:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = F.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

@@ -1,0 +1,435 @@
+"""A scalar autograd engine: values that remember how they were made (section 2.1).
+
+Each :class:`Value` holds one number, the gradient of a final output with respect to it, and
+the recipe that produced it: its inputs and a small closure that applies the chain rule for
+that one operation. :meth:`Value.backward` visits the graph in reverse topological order and
+calls every closure once. That is all of reverse-mode automatic differentiation.
+
+The engine follows the spirit of Karpathy's micrograd; on top of it sit a tiny
+:class:`Neuron`, :class:`Layer` and :class:`MLP`, and :func:`draw_graph`, which draws a small
+graph with matplotlib.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import random
+from typing import Any, Callable, Sequence
+
+import torch
+
+
+def _leaf_backward(g: float) -> None:
+    """A leaf (an input or a parameter) was made by no op: nothing to pass back."""
+
+
+class Value:
+    """A scalar in a computational graph: ``data``, ``grad`` and how it was computed.
+
+    ``Value(2.0) * Value(3.0)`` builds a graph of three nodes; calling ``.backward()`` on the
+    result fills in ``.grad`` of every node with the derivative of the result with respect to
+    that node.
+    """
+
+    __slots__ = ("data", "grad", "_backward", "_prev", "_op", "label")
+
+    def __init__(self, data: float, _children: tuple[Value, ...] = (), _op: str = "",
+                 label: str = "") -> None:
+        if not _is_number(data):
+            raise TypeError(f"Value holds a real number (int or float), got "
+                            f"{type(data).__name__} {data!r:.40}")
+        self.data = float(data)
+        self.grad = 0.0
+        # The chain rule for the op that made this node: given g = d(root)/d(this node), it
+        # adds g * d(this node)/d(input) to each input's grad. Leaves have nothing to pass on.
+        self._backward: Callable[[float], None] = _leaf_backward
+        self._prev = tuple(_children)  # the inputs, in order (a * a lists a twice)
+        self._op = _op
+        self.label = label
+
+    def __repr__(self) -> str:
+        return f"Value(data={self.data:.6g}, grad={self.grad:.6g})"
+
+    # ----- binary operations -------------------------------------------------------------
+    def __add__(self, other: Value | float) -> Value:
+        other = _as_value(other)
+        if other is NotImplemented:
+            return NotImplemented
+        out = Value(self.data + other.data, (self, other), "+")
+
+        def _backward(g: float) -> None:  # d(a+b)/da = 1, d(a+b)/db = 1
+            self.grad += g
+            other.grad += g
+
+        out._backward = _backward
+        return out
+
+    def __mul__(self, other: Value | float) -> Value:
+        other = _as_value(other)
+        if other is NotImplemented:
+            return NotImplemented
+        out = Value(self.data * other.data, (self, other), "*")
+
+        def _backward(g: float) -> None:  # d(ab)/da = b, d(ab)/db = a
+            self.grad += other.data * g
+            other.grad += self.data * g
+
+        out._backward = _backward
+        return out
+
+    def __truediv__(self, other: Value | float) -> Value:
+        other = _as_value(other)
+        if other is NotImplemented:
+            return NotImplemented
+        out = Value(self.data / other.data, (self, other), "/")
+
+        def _backward(g: float) -> None:  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+            self.grad += g / other.data
+            other.grad += -self.data / other.data**2 * g
+
+        out._backward = _backward
+        return out
+
+    def __pow__(self, k: int | float) -> Value:
+        if isinstance(k, Value):
+            raise TypeError("Value ** Value is not supported: the exponent must be a plain "
+                            "int or float (for a Value exponent b use (b * a.log()).exp())")
+        if not _is_number(k):
+            raise TypeError(f"the exponent must be an int or float, got {type(k).__name__}")
+        k = int(k) if isinstance(k, numbers.Integral) else float(k)
+        if not math.isfinite(k):
+            raise ValueError(f"the exponent must be finite, got {k}")
+        if self.data < 0 and not float(k).is_integer():
+            raise ValueError(f"({self.data:.6g}) ** {k} is not a real number: a negative base "
+                             "needs an integer exponent")
+        out = Value(self.data**k, (self,), f"**{k:g}")
+
+        def _backward(g: float) -> None:  # d(x^k)/dx = k x^(k-1)
+            self.grad += k * self.data ** (k - 1) * g
+
+        out._backward = _backward
+        return out
+
+    def __rpow__(self, base: Any) -> Value:
+        raise TypeError("number ** Value is not supported: the exponent must be a plain int or "
+                        "float (for c ** v use (v * math.log(c)).exp())")
+
+    # ----- built from the ones above ------------------------------------------------------
+    def __neg__(self) -> Value:  # -a
+        return self * -1
+
+    def __sub__(self, other: Value | float) -> Value:  # a - b
+        other = _as_value(other)
+        if other is NotImplemented:
+            return NotImplemented
+        return self + (-other)
+
+    def __radd__(self, other: float) -> Value:  # 2 + a
+        return self + other
+
+    def __rsub__(self, other: float) -> Value:  # 2 - a
+        other = _as_value(other)
+        if other is NotImplemented:
+            return NotImplemented
+        return other + (-self)
+
+    def __rmul__(self, other: float) -> Value:  # 2 * a
+        return self * other
+
+    def __rtruediv__(self, other: float) -> Value:  # 2 / a
+        other = _as_value(other)
+        if other is NotImplemented:
+            return NotImplemented
+        return other / self
+
+    # ----- functions of one input ---------------------------------------------------------
+    def relu(self) -> Value:
+        out = Value(max(0.0, self.data), (self,), "relu")
+
+        def _backward(g: float) -> None:  # 1 where x > 0, else 0 (0 at x = 0, as in PyTorch)
+            self.grad += (self.data > 0) * g
+
+        out._backward = _backward
+        return out
+
+    def tanh(self) -> Value:
+        t = math.tanh(self.data)
+        out = Value(t, (self,), "tanh")
+
+        def _backward(g: float) -> None:  # d tanh(x)/dx = 1 - tanh(x)^2
+            self.grad += (1 - t * t) * g
+
+        out._backward = _backward
+        return out
+
+    def exp(self) -> Value:
+        e = math.exp(self.data)
+        out = Value(e, (self,), "exp")
+
+        def _backward(g: float) -> None:  # d e^x/dx = e^x
+            self.grad += e * g
+
+        out._backward = _backward
+        return out
+
+    def log(self) -> Value:
+        if self.data <= 0:
+            raise ValueError(f"log needs a positive input, got {self.data:.6g}")
+        out = Value(math.log(self.data), (self,), "log")
+
+        def _backward(g: float) -> None:  # d log(x)/dx = 1/x
+            self.grad += g / self.data
+
+        out._backward = _backward
+        return out
+
+    def sigmoid(self) -> Value:
+        x = self.data  # the two forms avoid overflow of exp for large |x|
+        s = 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+        out = Value(s, (self,), "sigmoid")
+
+        def _backward(g: float) -> None:  # d sigma(x)/dx = sigma(x) (1 - sigma(x))
+            self.grad += s * (1 - s) * g
+
+        out._backward = _backward
+        return out
+
+    # ----- the backward pass --------------------------------------------------------------
+    def backward(self) -> None:
+        """Fill in ``.grad`` of every node this one depends on: d(self)/d(node).
+
+        Nodes made by an op start this pass from zero. Leaves (inputs and parameters)
+        *accumulate*, as in PyTorch: a second call adds the same gradients again, so zero
+        them between passes (``MLP.zero_grad()``).
+        """
+        order = topological_order(self)
+        for node in order:
+            if node._prev:
+                node.grad = 0.0
+        self.grad = 1.0  # d(self)/d(self)
+        for node in reversed(order):  # every node after all the nodes that use it
+            node._backward(node.grad)
+
+
+def _as_value(x: Any) -> Value | Any:
+    """Wrap a plain number as a leaf Value; leave Values alone; NotImplemented otherwise."""
+    if isinstance(x, Value):
+        return x
+    if not _is_number(x):
+        return NotImplemented
+    return Value(x)
+
+
+def _is_number(x: Any) -> bool:
+    """A real number but not a bool (the quick test first: ABC checks are slow)."""
+    if type(x) is float or type(x) is int:
+        return True
+    return not isinstance(x, bool) and isinstance(x, numbers.Real)
+
+
+def topological_order(root: Value) -> list[Value]:
+    """Every node ``root`` depends on, each after all of its inputs (``root`` comes last).
+
+    A depth-first search with an explicit stack, so a chain of a million operations needs
+    no Python recursion. A node is appended once its inputs are all appended (post-order).
+    """
+    if not isinstance(root, Value):
+        raise TypeError(f"expected a Value, got {type(root).__name__}")
+    order: list[Value] = []
+    visited: set[int] = set()
+    stack: list[tuple[Value, bool]] = [(root, False)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:  # second visit: every input is already in `order`
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(node._prev)
+                     if id(child) not in visited)
+    return order
+
+
+# ----- a tiny neural network made of Values ---------------------------------------------
+_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+
+
+class Module:
+    """Something with parameters: ``parameters()`` lists them, ``zero_grad()`` resets them."""
+
+    def parameters(self) -> list[Value]:
+        return []
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = 0.0
+
+
+class Neuron(Module):
+    """``activation(w · x + b)`` with ``nin`` weights drawn uniformly from [-1, 1]."""
+
+    def __init__(self, nin: int, activation: str = "tanh") -> None:
+        if isinstance(nin, bool) or not isinstance(nin, int) or nin < 1:
+            raise ValueError(f"nin must be a positive int, got {nin!r}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
+        self.b = Value(0.0)
+        self.activation = activation
+
+    def __call__(self, x: Sequence[Value | float]) -> Value:
+        if len(x) != len(self.w):
+            raise ValueError(f"expected {len(self.w)} inputs, got {len(x)}")
+        z = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        return z if self.activation == "linear" else getattr(z, self.activation)()
+
+    def parameters(self) -> list[Value]:
+        return self.w + [self.b]
+
+    def __repr__(self) -> str:
+        return f"Neuron({len(self.w)}, {self.activation})"
+
+
+class Layer(Module):
+    """``nout`` neurons that all read the same ``nin`` inputs."""
+
+    def __init__(self, nin: int, nout: int, activation: str = "tanh") -> None:
+        if isinstance(nout, bool) or not isinstance(nout, int) or nout < 1:
+            raise ValueError(f"nout must be a positive int, got {nout!r}")
+        self.neurons = [Neuron(nin, activation) for _ in range(nout)]
+
+    def __call__(self, x: Sequence[Value | float]) -> list[Value]:
+        return [n(x) for n in self.neurons]
+
+    def parameters(self) -> list[Value]:
+        return [p for n in self.neurons for p in n.parameters()]
+
+    def __repr__(self) -> str:
+        return f"Layer({', '.join(map(repr, self.neurons))})"
+
+
+class MLP(Module):
+    """Layers of sizes ``nin -> nouts[0] -> ... -> nouts[-1]``; the last layer is linear.
+
+    The output is a single Value when ``nouts[-1] == 1``, else a list of Values.
+    """
+
+    def __init__(self, nin: int, nouts: Sequence[int], activation: str = "tanh") -> None:
+        if not len(nouts):
+            raise ValueError("nouts must list at least one layer size, e.g. [8, 1]")
+        sizes = [nin, *nouts]
+        self.layers = [Layer(sizes[i], sizes[i + 1],
+                             activation if i < len(nouts) - 1 else "linear")
+                       for i in range(len(nouts))]
+
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        for layer in self.layers:
+            x = layer(x)
+        return x[0] if len(x) == 1 else x
+
+    def parameters(self) -> list[Value]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def __repr__(self) -> str:
+        return f"MLP({' -> '.join(str(len(l.neurons)) for l in self.layers)})"
+
+
+def mlp_forward_torch(model: MLP, X: torch.Tensor) -> torch.Tensor:
+    """The same network as ``model`` evaluated on a whole batch ``X`` (n, nin) with torch.
+
+    Scalar Values are far too slow to shade a grid of thousands of points; this reads their
+    current numbers into matrices and returns the outputs, shape (n,) or (n, nout).
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"expected an MLP, got {type(model).__name__}")
+    nin = len(model.layers[0].neurons[0].w)
+    if X.ndim != 2 or X.shape[1] != nin:
+        raise ValueError(f"expected X of shape (n, {nin}), got {tuple(X.shape)}")
+    dtype = X.dtype if X.is_floating_point() else torch.float32
+    h = X.to(dtype)
+    for layer in model.layers:
+        W = torch.tensor([[w.data for w in n.w] for n in layer.neurons], dtype=dtype,
+                         device=X.device)
+        b = torch.tensor([n.b.data for n in layer.neurons], dtype=dtype, device=X.device)
+        h = h @ W.T + b
+        act = layer.neurons[0].activation
+        if act != "linear":
+            h = getattr(torch, act)(h)
+    return h[:, 0] if h.shape[1] == 1 else h
+
+
+# ----- drawing a small graph --------------------------------------------------------------
+def draw_graph(root: Value, ax: Any = None, *, max_nodes: int = 40) -> Any:
+    """Draw the graph behind ``root``: a box per Value (label, data, grad), a circle per op.
+
+    Each node sits in a column given by its depth: the longest path from a leaf to it, with
+    ``root`` rightmost and each leaf just left of its first consumer. Within a column, nodes
+    are ordered by the rows of their consumers, which keeps edges short; an edge that skips
+    columns is drawn as an arc, and an input used twice (``a * a``) gets two arcs. Uses
+    matplotlib only. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+
+    order = topological_order(root)
+    if len(order) > max_nodes:
+        raise ValueError(f"draw_graph draws at most max_nodes={max_nodes} nodes; this graph "
+                         f"has {len(order)} (draw a smaller expression)")
+    consumers: dict[int, list[Value]] = {id(n): [] for n in order}
+    for node in order:
+        for child in node._prev:
+            consumers[id(child)].append(node)
+    depth: dict[int, int] = {}
+    for node in order:  # inputs come first, so their depth is known
+        depth[id(node)] = 1 + max((depth[id(c)] for c in node._prev), default=-1)
+    for node in order:  # move each leaf next to its first consumer
+        if not node._prev and consumers[id(node)]:
+            depth[id(node)] = min(depth[id(c)] for c in consumers[id(node)]) - 1
+    columns: dict[int, list[Value]] = {}
+    for node in order:
+        columns.setdefault(depth[id(node)], []).append(node)
+    row: dict[int, float] = {}
+    for d in sorted(columns, reverse=True):  # from the root leftwards
+        nodes = columns[d]
+        key = {id(n): sum(row[id(c)] for c in consumers[id(n)]) / max(1, len(consumers[id(n)]))
+               for n in nodes}
+        nodes.sort(key=lambda n: key[id(n)])
+        for i, n in enumerate(nodes):
+            row[id(n)] = i - (len(nodes) - 1) / 2
+    dx, box_w, op_r = 2.8, 1.2, 0.25  # column spacing, box width, op circle radius
+    pos = {id(n): (depth[id(n)] * dx, -row[id(n)]) for n in order}
+
+    if ax is None:
+        ncol, nrow = len(columns), max(len(c) for c in columns.values())
+        _, ax = plt.subplots(figsize=(min(6.0, 1.25 * ncol + 0.4), 0.75 * nrow + 0.9))
+    arrow = dict(arrowstyle="-|>", mutation_scale=8, color="0.45", lw=0.8, shrinkA=0, shrinkB=0)
+    for node in order:
+        x, y = pos[id(node)]
+        name = f"{node.label}  " if node.label else ""
+        ax.text(x, y, f"{name}{node.data:.4g}\ngrad {node.grad:.4g}", ha="center", va="center",
+                fontsize=7, zorder=3,
+                bbox=dict(boxstyle="round,pad=0.25", fc="#eef3fb", ec="0.3", lw=0.8))
+        if not node._op:
+            continue
+        ox = x - 0.5 * dx  # the op that made this node, halfway to its inputs
+        ax.text(ox, y, node._op, ha="center", va="center", fontsize=7, zorder=3,
+                bbox=dict(boxstyle="circle,pad=0.2", fc="#fdf1dc", ec="0.3", lw=0.8))
+        ax.add_patch(FancyArrowPatch((ox + op_r, y), (x - box_w / 2, y), **arrow))
+        for i, child in enumerate(node._prev):
+            cx, cy = pos[id(child)]
+            bend = 0.0
+            if node._prev.count(child) > 1:  # a * a: one arc above, one below
+                bend = 0.5 if node._prev.index(child) == i else -0.5
+            elif depth[id(node)] - depth[id(child)] > 1:  # skips a column: bow around it
+                bend = -0.3
+            ax.add_patch(FancyArrowPatch((cx + box_w / 2, cy), (ox - op_r, y),
+                                         connectionstyle=f"arc3,rad={bend}", **arrow))
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    ax.set_xlim(min(xs) - box_w / 2 - 0.1, max(xs) + box_w / 2 + 0.1)
+    ax.set_ylim(min(ys) - 0.9, max(ys) + 0.9)
+    ax.set_axis_off()
+    return ax

@@ -1,0 +1,276 @@
+"""Gradient descent on problems small enough that every number can be predicted (section 1.4).
+
+* :func:`gradient_descent` — iterate x ← x − η ∇f(x) and keep the whole trajectory.
+* :class:`Quadratic` — f(x) = ½ xᵀ A x, the model problem: the eigenvalues of A say which
+  learning rates converge and how fast. :func:`quadratic_2d` builds a tilted 2-D one.
+* :func:`fit_rate` — measure the contraction per step of a trajectory.
+* Stochastic and mini-batch gradient descent on linear regression with the mean squared error:
+  :func:`linear_regression_data`, :func:`mse`, :func:`per_example_grads`,
+  :func:`minibatch_noise`, :func:`minibatch_noise_theory`, :func:`sgd_linear_regression`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _check_lr(lr: float) -> None:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) \
+            or lr <= 0:
+        raise ValueError(f"the learning rate must be a positive number, got {lr!r}")
+
+
+def _check_count(value: int, label: str, minimum: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
+
+
+def gradient_descent(grad: Callable[[Tensor], Tensor], x0: Tensor, lr: float,
+                     steps: int) -> Tensor:
+    """Run ``steps`` steps of x_{t+1} = x_t − lr · grad(x_t) from ``x0``.
+
+    Returns every iterate, x_0 included, stacked: shape ``(steps + 1, *x0.shape)``. Keeping the
+    whole trajectory (not just the end point) is what lets us compare it with theory.
+    """
+    if not callable(grad):
+        raise ValueError("grad must be a function that maps x to the gradient at x")
+    x0 = torch.as_tensor(x0)
+    if not x0.is_floating_point():
+        raise ValueError(f"x0 must be a floating-point tensor, got dtype {x0.dtype}; "
+                         "write e.g. torch.tensor([1.0, 2.0])")
+    _check_lr(lr)
+    _check_count(steps, "steps")
+    xs = [x0]
+    for _ in range(steps):
+        xs.append(xs[-1] - lr * grad(xs[-1]))
+    return torch.stack(xs)
+
+
+@dataclass(frozen=True)
+class Quadratic:
+    """f(x) = ½ xᵀ A x with A symmetric positive definite; its minimum is f(0) = 0.
+
+    Near a minimum every smooth loss looks like this, with A its Hessian, so what gradient
+    descent does here it does, locally, everywhere. Points have shape ``(..., d)``.
+    """
+
+    A: Tensor
+
+    def __post_init__(self) -> None:
+        A = self.A
+        if not isinstance(A, torch.Tensor) or A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError("A must be a square matrix tensor of shape (d, d), got "
+                             f"{tuple(A.shape) if isinstance(A, torch.Tensor) else type(A)}")
+        if not A.is_floating_point():
+            raise ValueError(f"A must be a floating-point tensor, got dtype {A.dtype}")
+        if not torch.allclose(A, A.T):
+            raise ValueError("A must be symmetric (A == A.T); use (A + A.T) / 2")
+        if float(torch.linalg.eigvalsh(A)[0]) <= 0:
+            raise ValueError("A must be positive definite (all eigenvalues > 0)")
+
+    def _matrix_for(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.A.shape[0]:
+            raise ValueError(f"expected points of shape (..., {self.A.shape[0]}), "
+                             f"got {tuple(x.shape)}")
+        return self.A.to(device=x.device, dtype=x.dtype)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """The value ½ xᵀ A x at each point."""
+        return 0.5 * ((x @ self._matrix_for(x)) * x).sum(-1)
+
+    def grad(self, x: Tensor) -> Tensor:
+        """The gradient A x at each point (A is symmetric, so x @ A is the same)."""
+        return x @ self._matrix_for(x)
+
+    @property
+    def eigenvalues(self) -> Tensor:
+        """The curvatures along the principal axes, smallest first."""
+        return torch.linalg.eigvalsh(self.A)
+
+    @property
+    def condition_number(self) -> float:
+        """κ = λ_max / λ_min: how much more curved the steepest direction is than the flattest."""
+        lam = self.eigenvalues
+        return float(lam[-1] / lam[0])
+
+    @property
+    def max_lr(self) -> float:
+        """2 / λ_max: gradient descent converges from every start exactly when 0 < lr < this."""
+        return float(2 / self.eigenvalues[-1])
+
+    @property
+    def best_lr(self) -> float:
+        """2 / (λ_min + λ_max): the fixed learning rate with the fastest worst-case rate."""
+        lam = self.eigenvalues
+        return float(2 / (lam[0] + lam[-1]))
+
+    def rate(self, lr: float) -> float:
+        """max_i |1 − lr·λ_i|: the factor by which the slowest component shrinks per step."""
+        _check_lr(lr)
+        return float((1 - lr * self.eigenvalues).abs().max())
+
+
+def quadratic_2d(lam_min: float, lam_max: float, angle: float = 0.0,
+                 dtype: torch.dtype = torch.float64) -> Quadratic:
+    """A 2-D quadratic with curvatures ``lam_min`` ≤ ``lam_max`` along axes turned by ``angle``.
+
+    A = R diag(lam_min, lam_max) Rᵀ with R the rotation by ``angle`` (radians), so the
+    eigenvectors are R's columns: the valley floor points along (cos angle, sin angle).
+    """
+    if not 0 < lam_min <= lam_max:
+        raise ValueError(f"need 0 < lam_min <= lam_max, got {lam_min}, {lam_max}")
+    c, s = math.cos(angle), math.sin(angle)
+    R = torch.tensor([[c, -s], [s, c]], dtype=dtype)
+    A = R @ torch.diag(torch.tensor([lam_min, lam_max], dtype=dtype)) @ R.T
+    return Quadratic((A + A.T) / 2)
+
+
+def fit_rate(trajectory: Tensor, start: int = 0) -> float:
+    """The contraction per step ρ that best fits ‖x_t‖ ≈ C ρ^t for t ≥ ``start``.
+
+    A least-squares line through (t, log ‖x_t‖) has slope log ρ. The minimum must be at the
+    origin (subtract it first otherwise); ρ < 1 means convergence, ρ > 1 divergence.
+    """
+    if not isinstance(trajectory, torch.Tensor) or trajectory.ndim < 1:
+        raise ValueError("trajectory must be a tensor of iterates, shape (steps + 1, ...)")
+    _check_count(start, "start")
+    x = trajectory[start:].double()
+    norms = x.reshape(x.shape[0], -1).norm(dim=1)            # ‖x_t‖ (|x_t| in 1-D)
+    if norms.numel() < 2:
+        raise ValueError(f"need at least 2 iterates after start={start}, got {norms.numel()}")
+    if not bool((norms > 0).all() & norms.isfinite().all()):
+        raise ValueError("every iterate must have a finite, non-zero norm to fit a rate")
+    t = torch.arange(norms.numel(), dtype=torch.float64)
+    logs = norms.log()
+    slope = ((t - t.mean()) * (logs - logs.mean())).sum() / ((t - t.mean()) ** 2).sum()
+    return float(slope.exp())
+
+
+# --- Stochastic and mini-batch gradient descent on linear regression -------------------------
+
+def linear_regression_data(n: int, d: int, noise: float = 0.5, *,
+                           generator: torch.Generator | None = None,
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+    """Synthetic regression data y = X w_true + noise · ε with X, w_true, ε standard normal.
+
+    Returns ``(X, y, w_true)`` with shapes (n, d), (n,), (d,).
+    """
+    _check_count(n, "n", 1)
+    _check_count(d, "d", 1)
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    X = torch.randn(n, d, generator=generator)
+    w_true = torch.randn(d, generator=generator)
+    y = X @ w_true + noise * torch.randn(n, generator=generator)
+    return X, y, w_true
+
+
+def _check_xyw(X: Tensor, y: Tensor, w: Tensor) -> None:
+    if X.ndim != 2:
+        raise ValueError(f"expected X of shape (n, d), got {tuple(X.shape)}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"expected y of shape ({X.shape[0]},), got {tuple(y.shape)}")
+    if w.shape != (X.shape[1],):
+        raise ValueError(f"expected w of shape ({X.shape[1]},), got {tuple(w.shape)}")
+
+
+def mse(X: Tensor, y: Tensor, w: Tensor) -> Tensor:
+    """The mean squared error L(w) = (1/n) Σ (x_iᵀ w − y_i)², as ``nn.MSELoss`` computes it."""
+    _check_xyw(X, y, w)
+    return ((X @ w - y) ** 2).mean()
+
+
+def per_example_grads(X: Tensor, y: Tensor, w: Tensor) -> Tensor:
+    """The gradient of each example's loss (x_iᵀ w − y_i)²: row i is 2 (x_iᵀ w − y_i) x_i.
+
+    Their mean over the rows is the full gradient ∇L(w); shape (n, d).
+    """
+    _check_xyw(X, y, w)
+    return 2 * (X @ w - y)[:, None] * X
+
+
+def minibatch_noise(G: Tensor, batch_size: int, trials: int = 1000, *,
+                    generator: torch.Generator | None = None) -> float:
+    """Monte-Carlo estimate of E ‖g_B − ḡ‖², the noise of a mini-batch gradient.
+
+    ``G`` holds per-example gradients (n, d); ḡ is their mean and g_B the mean of
+    ``batch_size`` rows drawn without replacement, as one batch of a shuffled epoch is.
+    """
+    if G.ndim != 2:
+        raise ValueError(f"expected per-example gradients G of shape (n, d), got {tuple(G.shape)}")
+    n = G.shape[0]
+    _check_count(batch_size, "batch_size", 1)
+    _check_count(trials, "trials", 1)
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
+    picks = torch.rand(trials, n, generator=generator, device=G.device).argsort(dim=1)
+    mask = torch.zeros(trials, n, dtype=G.dtype, device=G.device)
+    mask.scatter_(1, picks[:, :batch_size], 1.0)             # row k marks batch k
+    g_batch = mask @ G / batch_size                           # (trials, d)
+    return float(((g_batch - G.mean(0)) ** 2).sum(1).mean())
+
+
+def minibatch_noise_theory(G: Tensor, batch_size: int) -> float:
+    """E ‖g_B − ḡ‖² = (tr Σ / B) · (n − B) / (n − 1) for B rows drawn without replacement.
+
+    tr Σ = (1/n) Σ_i ‖g_i − ḡ‖² is the spread of the per-example gradients; the second factor
+    (the finite-population correction) makes the noise vanish when B = n.
+    """
+    if G.ndim != 2:
+        raise ValueError(f"expected per-example gradients G of shape (n, d), got {tuple(G.shape)}")
+    n = G.shape[0]
+    _check_count(batch_size, "batch_size", 1)
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
+    if n == 1:
+        return 0.0
+    trace = float(((G - G.mean(0)) ** 2).sum(1).mean())
+    return trace / batch_size * (n - batch_size) / (n - 1)
+
+
+def sgd_linear_regression(X: Tensor, y: Tensor, *, batch_size: int,
+                          lr: float | Callable[[int], float], epochs: int,
+                          w0: Tensor | None = None, log_every: int | None = None,
+                          generator: torch.Generator | None = None,
+                          ) -> tuple[list[int], list[float], Tensor]:
+    """Mini-batch SGD on the mean squared error of a linear model y ≈ X w.
+
+    Each epoch shuffles the examples and steps once per batch of ``batch_size`` (an incomplete
+    last batch is dropped): w ← w − η_t g_B with g_B = (2/B) X_Bᵀ (X_B w − y_B). ``batch_size``
+    = 1 is stochastic gradient descent, = n is full-batch gradient descent. ``lr`` is a number or
+    a schedule ``lr(t)`` of the step t = 0, 1, .... The full-data loss is logged every
+    ``log_every`` examples (default: once an epoch; at least once a step).
+
+    Returns ``(examples_seen, losses, w)``.
+    """
+    n, d = X.shape if X.ndim == 2 else (0, 0)
+    w = torch.zeros(d, dtype=X.dtype, device=X.device) if w0 is None else w0.clone()
+    _check_xyw(X, y, w)
+    _check_count(batch_size, "batch_size", 1)
+    _check_count(epochs, "epochs")
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
+    if not callable(lr):
+        _check_lr(lr)
+    log_steps = max(1, (log_every or n) // batch_size)   # steps between two logged losses
+    seen, losses = [0], [float(mse(X, y, w))]
+    step = 0
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(X.device)
+        X_shuffled, y_shuffled = X[order], y[order]
+        for start in range(0, n - batch_size + 1, batch_size):
+            Xb = X_shuffled[start:start + batch_size]
+            yb = y_shuffled[start:start + batch_size]
+            grad = 2 / batch_size * Xb.T @ (Xb @ w - yb)
+            w = w - (lr(step) if callable(lr) else lr) * grad
+            step += 1
+            if step % log_steps == 0:
+                seen.append(step * batch_size)
+                losses.append(float(mse(X, y, w)))
+    return seen, losses, w

@@ -20,6 +20,8 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 import pytest
 
+from dlbook.book import toc_notebooks
+
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -112,8 +114,11 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(site):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *args: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -188,7 +193,6 @@ def test_every_page_works_offline(site, server, browser):
         widget_pages += bool(info["widgetViews"])
         math_pages += bool(info["math"])
     assert not failures, "\n".join(failures)
-    notebooks_with_widgets = sum(
-        "widget-view+json" in p.read_text(encoding="utf-8")
-        for p in (ROOT / "chapters").rglob("*.ipynb"))
+    notebooks_with_widgets = sum("widget-view+json" in p.read_text(encoding="utf-8")
+                                 for p in toc_notebooks(ROOT))
     assert widget_pages == notebooks_with_widgets and math_pages > 0

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import matplotlib
 import pytest
+import torch
+
+from dlbook.book import RUN_ENV
 
 matplotlib.use("Agg")
+# Kernels started by the notebook tests inherit this: the stored outputs were made the same way.
+os.environ.update(RUN_ENV)
+torch.set_num_threads(1)  # and the unit tests in this process share the cores the same way
 
 ROOT = Path(__file__).resolve().parents[1]
 

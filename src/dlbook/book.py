@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 
 ROOT = Path.cwd()
+#: Environment for every notebook run (``make execute`` and the tests): one thread per
+#: kernel, so floating-point sums are added in the same order every time and two kernels
+#: running side by side do not fight over the cores.
+RUN_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SOLUTION_TAG = "solution"
 _START = re.compile(r"^\s*(`{3,}|:{3,})\s*\{solution-start\}")
 _END = re.compile(r"^\s*(`{3,}|:{3,})\s*\{solution-end\}")
@@ -49,9 +53,12 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
 
 def execute(paths: list[Path], timeout: int = 600) -> None:
     """Run each notebook top to bottom in a fresh kernel and store the outputs in place."""
+    import os
+
     import nbformat
     from nbclient import NotebookClient
 
+    os.environ.update(RUN_ENV)  # inherited by the kernels started below
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         nb.metadata.pop("widgets", None)

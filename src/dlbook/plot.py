@@ -38,18 +38,21 @@ def set_style() -> None:
     mpl.rcParams.update(STYLE)
 
 
-_ICONS = {"fa-minus": "&minus;", "fa-plus": "+", "fa-fast-backward": "&#x23EE;",
-          "fa-step-backward": "&#x23F4;&#x23F4;", "fa-play": "&#x25B6;", "fa-pause": "&#x23F8;",
-          "fa-step-forward": "&#x23F5;&#x23F5;", "fa-fast-forward": "&#x23ED;"}
+# Characters that common fonts (DejaVu included) have; each button also has a tooltip.
+_ICONS = {"fa-minus": "&minus;", "fa-plus": "+", "fa-fast-backward": "&#x21E4;",
+          "fa-step-backward": "&#x2190;", "fa-play": "&#x25B6;", "fa-pause": "&#x275A;&#x275A;",
+          "fa-step-forward": "&#x2192;", "fa-fast-forward": "&#x21E5;"}
 
 
-def animation_html(anim: Any, *, fps: int = 6, default_mode: str = "loop") -> Any:
+def animation_html(anim: Any, *, fps: int = 6, default_mode: str = "loop",
+                   dpi: float | None = None) -> Any:
     """Render a ``matplotlib.animation.Animation`` as self-contained HTML (no kernel needed).
 
     This is the static twin of an interactive widget: the frames are computed once, embedded
     as PNG images, and play with the player's own buttons on the website. The random element
     id matplotlib uses is replaced by one derived from the frames, so a re-run is identical.
-    The animation's figure is closed so it is not shown a second time.
+    The animation's figure is closed so it is not shown a second time. Frames are saved at
+    ``dpi`` (default: ``savefig.dpi``); a lower one keeps the notebook small.
     """
     from matplotlib.animation import Animation
 
@@ -58,7 +61,10 @@ def animation_html(anim: Any, *, fps: int = 6, default_mode: str = "loop") -> An
                          f"FuncAnimation(fig, update, frames=...), got {type(anim).__name__}")
     if default_mode not in {"loop", "once", "reflect"}:
         raise ValueError(f"default_mode must be 'loop', 'once' or 'reflect', got {default_mode!r}")
-    html = anim.to_jshtml(fps=fps, default_mode=default_mode)
+    if dpi is not None and not dpi > 0:
+        raise ValueError(f"dpi must be a positive number, got {dpi!r}")
+    with mpl.rc_context({"savefig.dpi": dpi} if dpi else {}):
+        html = anim.to_jshtml(fps=fps, default_mode=default_mode)
     plt.close(anim._fig)  # noqa: SLF001
     # The player's buttons use an icon font from a CDN; plain characters work offline.
     html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">', "", html)

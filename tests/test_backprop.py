@@ -15,15 +15,6 @@ SETTINGS = settings(max_examples=15, deadline=None)
 sizes = st.integers(min_value=1, max_value=6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids thread-pool overhead on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _rand(*shape, seed: int = 0, away_from_zero: bool = False) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     t = torch.randn(*shape, generator=g, dtype=torch.float64)
@@ -171,6 +162,26 @@ def test_training_tracks_autograd_step_for_step():
         torch.testing.assert_close(params[key], value)
 
 
+def test_linear_backward_can_skip_dX():
+    X, W, b = _rand(4, 3), _rand(3, 2, seed=1), _rand(2, seed=2)
+    _, cache = bp.linear_forward(X, W, b)
+    dY = _rand(4, 2, seed=3)
+    dX, dW, db = bp.linear_backward(dY, cache, need_dX=False)
+    _, dW_full, db_full = bp.linear_backward(dY, cache)
+    assert dX is None
+    torch.testing.assert_close(dW, dW_full)
+    torch.testing.assert_close(db, db_full)
+
+
+def test_mlp_logits_match_the_forward_pass():
+    torch.manual_seed(0)
+    lin1, lin2 = torch.nn.Linear(3, 5).double(), torch.nn.Linear(5, 4).double()
+    X = _rand(6, 3)
+    for activation, act in (("tanh", torch.tanh), ("relu", torch.relu)):
+        logits = bp.mlp_logits(bp.params_from_torch(lin1, lin2), X, activation=activation)
+        torch.testing.assert_close(logits, lin2(act(lin1(X))).detach())
+
+
 def test_follows_the_input_dtype():
     X = torch.randn(3, 2, dtype=torch.float64)
     Y, cache = bp.linear_forward(X, torch.randn(2, 4, dtype=torch.float64),
@@ -220,6 +231,7 @@ def test_linear_flops_match_flop_counter(B, d_in, d_out):
     lambda: bp.params_from_torch(torch.nn.Linear(2, 3, bias=False), torch.nn.Linear(3, 2)),
     lambda: bp.as_autograd(bp.linear_forward, None),
     lambda: bp.linear_flops(0, 2, 3),
+    lambda: bp.mlp_logits({}, torch.randn(4, 2), activation="gelu"),
 ])
 def test_validation_raises_value_error(call):
     with pytest.raises(ValueError):

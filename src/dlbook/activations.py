@@ -9,14 +9,15 @@ The derivative at a kink (ReLU and Leaky ReLU at 0) follows PyTorch's convention
 the left piece, so that both libraries agree at every point.
 
 The last part holds the small tools the section's experiments use: collapsing a stack of linear
-layers into one, finding dead units, and a full-batch regression fit.
+layers into one, building and training small networks (many shallow ones at once, side by side),
+finding dead units, and a ReLU network that draws a given broken line without any training.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -322,7 +323,7 @@ def fit_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps:
     """Fit ``model`` to ``(x, y)`` by full-batch gradient descent on the mean squared error.
 
     ``optimizer`` is ``"sgd"`` (plain gradient descent) or ``"adam"``; both are the subject of
-    sections 1.4 and 1.5, used here as a tool. Returns the loss at every step.
+    sections 1.4 and 1.5, used here as a tool. Returns the loss before every step.
     """
     _check(x, "x")
     _check(y, "y")
@@ -343,3 +344,103 @@ def fit_regression(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps:
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+def fit_shallow(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int],
+                activation: Callable[[], nn.Module], *, steps: int, lr: float,
+                optimizer: str = "adam", seed: int = 0,
+                progress: str | None = None) -> list[nn.Sequential]:
+    """Train one network ``x -> Linear -> activation -> Linear`` per entry of ``widths``, at once.
+
+    The networks share nothing, so we place all their hidden units side by side in one wide
+    layer and add up their mean squared errors: each network still gets exactly the gradient
+    it would get alone, and since SGD and Adam update every parameter on its own, exactly the
+    training run it would have alone. One wide layer costs far less than many tiny ones.
+    Weights start as ``nn.Linear`` starts them, uniform in ``±1/sqrt(fan_in)``, drawn from
+    ``seed``. The learning rate falls from ``lr`` to 0 along a cosine, so the last steps settle.
+    Returns the trained networks as ordinary ``nn.Sequential`` models, in the order of ``widths``
+    (with ``steps=0``: the networks as initialised). ``progress`` names a progress bar, if wanted.
+    """
+    _check(x, "x")
+    _check(y, "y")
+    if x.ndim != 2 or y.shape != (x.shape[0], 1):
+        raise ValueError(f"expected x of shape (n, d) and y of shape (n, 1), got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    widths = list(widths)
+    if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"widths must be a non-empty list of positive integers, got {widths!r}")
+    if not isinstance(steps, int) or steps < 0 or not lr > 0:
+        raise ValueError(f"need an integer steps >= 0 and lr > 0, got steps={steps!r}, lr={lr!r}")
+    if optimizer not in {"sgd", "adam"}:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    n_in, k = x.shape[1], len(widths)
+    gen = torch.Generator().manual_seed(seed)
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return (2 * torch.rand(*shape, generator=gen) - 1).to(x.device, x.dtype)
+
+    owner = torch.repeat_interleave(torch.arange(k), torch.tensor(widths)).to(x.device)
+    fan2 = torch.tensor(widths, dtype=x.dtype, device=x.device)
+    W1 = (uniform(sum(widths), n_in) / math.sqrt(n_in)).requires_grad_()
+    b1 = (uniform(sum(widths)) / math.sqrt(n_in)).requires_grad_()
+    v = (uniform(sum(widths)) / fan2[owner].sqrt()).requires_grad_()
+    c = (uniform(k) / fan2.sqrt()).requires_grad_()
+    act = activation()
+    opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    opt = opt_cls([W1, b1, v, c], lr=lr)
+    steps_range: Iterable[int] = range(steps)
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        steps_range = tqdm(steps_range, desc=progress)
+    for step in steps_range:
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        # Each network's prediction adds up its own units only (column j of out, shape (n, k)).
+        out = c.expand(x.shape[0], k).index_add(1, owner, act(x @ W1.T + b1) * v)
+        loss = ((out - y) ** 2).mean(dim=0).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    models, start = [], 0
+    with torch.no_grad():
+        for j, width in enumerate(widths):
+            model = nn.Sequential(nn.Linear(n_in, width), activation(), nn.Linear(width, 1))
+            model.to(x.device, x.dtype)
+            model[0].weight.copy_(W1[start:start + width])
+            model[0].bias.copy_(b1[start:start + width])
+            model[2].weight.copy_(v[start:start + width].unsqueeze(0))
+            model[2].bias.copy_(c[j:j + 1])
+            models.append(model)
+            start += width
+    return models
+
+
+def relu_interpolant(knots: torch.Tensor, values: torch.Tensor) -> nn.Sequential:
+    """A one-hidden-layer ReLU network that joins the points ``(knots[i], values[i])`` by lines.
+
+    With slopes ``s_i = (values[i+1] - values[i]) / (knots[i+1] - knots[i])`` and ``s_{-1} = 0``,
+    the broken line through n + 1 points is, for ``x >= knots[0]``,
+    ``values[0] + sum_i (s_i - s_{i-1}) relu(x - knots[i])`` over ``i = 0 .. n-1``: each hidden
+    unit switches on at one knot and bends the line by the change of slope there. So n hidden
+    units suffice for n line segments, with weights written down, not trained.
+    """
+    _check(knots, "knots")
+    _check(values, "values")
+    if knots.ndim != 1 or knots.shape != values.shape or knots.numel() < 2:
+        raise ValueError(f"expected knots and values of the same shape (n + 1,) with n >= 1, "
+                         f"got {tuple(knots.shape)} and {tuple(values.shape)}")
+    gaps = knots[1:] - knots[:-1]
+    if not bool((gaps > 0).all()):
+        raise ValueError("knots must be strictly increasing")
+    slopes = (values[1:] - values[:-1]) / gaps
+    bends = slopes - torch.cat([slopes.new_zeros(1), slopes[:-1]])
+    n = slopes.numel()
+    model = nn.Sequential(nn.Linear(1, n), nn.ReLU(), nn.Linear(n, 1))
+    model.to(knots.device, knots.dtype)
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.copy_(-knots[:-1])
+        model[2].weight.copy_(bends.unsqueeze(0))
+        model[2].bias.fill_(float(values[0]))
+    return model

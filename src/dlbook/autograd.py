@@ -423,8 +423,8 @@ def draw_graph(root: Value, ax: Any = None, *, max_nodes: int = 40) -> Any:
             bend = 0.0
             if node._prev.count(child) > 1:  # a * a: one arc above, one below
                 bend = 0.5 if node._prev.index(child) == i else -0.5
-            elif depth[id(node)] - depth[id(child)] > 1:  # skips a column: bow around it
-                bend = -0.3
+            elif depth[id(node)] - depth[id(child)] > 1:  # skips a column: bow around it,
+                bend = 0.3 if cy < y else -0.3  # on the side the input comes from
             ax.add_patch(FancyArrowPatch((cx + box_w / 2, cy), (ox - op_r, y),
                                          connectionstyle=f"arc3,rad={bend}", **arrow))
     xs = [p[0] for p in pos.values()]

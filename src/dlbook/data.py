@@ -36,7 +36,8 @@ def mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, torch.Tensor]:
     the samples along the signal, for plotting. The defaults reproduce the paper's data set.
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 10:
-        raise ValueError(f"num_samples must be an integer >= 10 (one per digit), got {num_samples!r}")
+        raise ValueError(f"num_samples must be an integer >= 10 (one per digit), got "
+                         f"{num_samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     import random

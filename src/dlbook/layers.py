@@ -362,7 +362,8 @@ def weight_grad_norms(model: DeepMLP, x: torch.Tensor, y: torch.Tensor,
     """Frobenius norm of ``dLoss/dW`` for every linear layer of ``model`` on one batch.
 
     Returns a 1-D tensor, input layer first and output layer last. The model's gradients are
-    cleared before and after, so a measurement leaves no trace.
+    cleared before and after; like any forward pass in training mode, it updates the running
+    statistics of batch-norm layers.
     """
     if not isinstance(model, DeepMLP):
         raise ValueError(f"expected a DeepMLP, got {type(model).__name__}")

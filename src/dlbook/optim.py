@@ -1,4 +1,4 @@
-"""Optimizers, learning-rate schedules and regularisers written from scratch (section 1.5).
+"""Optimizers, learning-rate schedules and regularizers written from scratch (section 1.5).
 
 Each optimizer is a ``torch.optim.Optimizer`` subclass named like its PyTorch counterpart and
 takes the same main arguments, so it drops into any training loop (and works with
@@ -26,49 +26,59 @@ def _require(ok: bool, message: str) -> None:
 
 
 class _FromScratch(torch.optim.Optimizer):
-    """Loops over the parameters that have a gradient and calls ``_update`` on each one."""
+    """Calls ``_update`` on every parameter that has a gradient."""
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        """One update of every parameter; ``closure`` re-evaluates the loss, as in torch."""
+    def step(self, closure: Callable[[], torch.Tensor] | None = None
+             ) -> torch.Tensor | None:
+        """Update every parameter once; ``closure`` re-evaluates the loss."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            hyper = {k: v for k, v in group.items() if k != "params"}
+            # the group's hyper-parameters, not extras such as "initial_lr"
+            hyper = {k: group[k] for k in self.defaults}
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
-                    raise ValueError(f"{type(self).__name__} does not support sparse gradients; "
-                                     "use dense ones (e.g. nn.Embedding(sparse=False))")
+                    raise ValueError(
+                        f"{type(self).__name__} does not support sparse "
+                        "gradients; use dense ones (nn.Embedding(sparse=False))")
                 self._update(p, p.grad, self.state[p], **hyper)
         return loss
 
-    def _update(self, p: torch.Tensor, g: torch.Tensor, state: dict, **hyper: Any) -> None:
+    def _update(self, p: torch.Tensor, g: torch.Tensor, state: dict,
+                **hyper: Any) -> None:
         raise NotImplementedError
 
 
 class SGD(_FromScratch):
-    """Gradient descent with optional heavy-ball or Nesterov momentum, as ``torch.optim.SGD``.
+    """SGD with heavy-ball or Nesterov momentum, as ``torch.optim.SGD``.
 
-    b ← μ·b + g (b = g on the first step);  p ← p − lr·b, or p ← p − lr·(g + μ·b) (Nesterov).
+    b ← μ·b + g (so b = g on the first step);  p ← p − lr·b,
+    or, with Nesterov, p ← p − lr·(g + μ·b).
     """
 
-    def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 momentum: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
         _require(lr >= 0.0, f"Invalid learning rate: {lr}")
         _require(momentum >= 0.0, f"Invalid momentum value: {momentum}")
-        _require(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
-        _require(not nesterov or momentum > 0, "Nesterov momentum requires a momentum")
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+        _require(weight_decay >= 0.0,
+                 f"Invalid weight_decay value: {weight_decay}")
+        _require(not nesterov or momentum > 0,
+                 "Nesterov momentum requires a momentum")
+        super().__init__(params, dict(lr=lr, momentum=momentum,
+                                      weight_decay=weight_decay,
                                       nesterov=nesterov))
 
     def _update(self, p, g, state, *, lr, momentum, weight_decay, nesterov):
-        g = g + weight_decay * p                      # gradient of the L2 penalty (wd/2)·|p|²
+        g = g + weight_decay * p          # gradient of the penalty wd/2·|p|²
         if momentum > 0:
-            b = state["momentum_buffer"] = momentum * state.get("momentum_buffer", 0) + g
+            b = momentum * state.get("momentum_buffer", 0) + g
+            state["momentum_buffer"] = b
             g = g + momentum * b if nesterov else b
         p.sub_(lr * g)
 
@@ -76,93 +86,109 @@ class SGD(_FromScratch):
 class Adagrad(_FromScratch):
     """AdaGrad, as ``torch.optim.Adagrad`` with ``lr_decay=0``.
 
-    G ← G + g²;  p ← p − lr·g / (√G + ε): each coordinate's step shrinks with its history.
+    G ← G + g²;  p ← p − lr·g / (√G + ε).
     """
 
-    def __init__(self, params: Params, lr: float = 1e-2, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
+    def __init__(self, params: Params, lr: float = 1e-2,
+                 weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10) -> None:
         _require(lr >= 0.0, f"Invalid learning rate: {lr}")
-        _require(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _require(weight_decay >= 0.0,
+                 f"Invalid weight_decay value: {weight_decay}")
         _require(initial_accumulator_value >= 0.0,
-                 f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+                 "Invalid initial_accumulator_value value: "
+                 f"{initial_accumulator_value}")
         _require(eps >= 0.0, f"Invalid epsilon value: {eps}")
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, eps=eps,
-                                      initial_accumulator_value=initial_accumulator_value))
+        super().__init__(params, dict(
+            lr=lr, weight_decay=weight_decay, eps=eps,
+            initial_accumulator_value=initial_accumulator_value))
 
-    def _update(self, p, g, state, *, lr, weight_decay, eps, initial_accumulator_value):
+    def _update(self, p, g, state, *, lr, weight_decay, eps,
+                initial_accumulator_value):
         g = g + weight_decay * p
-        G = state["sum"] = state.get("sum", initial_accumulator_value) + g * g
+        G = state.get("sum", initial_accumulator_value) + g * g
+        state["sum"] = G
         p.sub_(lr * g / (G.sqrt() + eps))
 
 
 class RMSprop(_FromScratch):
     """RMSProp, as ``torch.optim.RMSprop`` (not centred).
 
-    v ← α·v + (1 − α)·g²;  p ← p − lr·g / (√v + ε), or with momentum
-    b ← μ·b + g / (√v + ε);  p ← p − lr·b.
+    v ← α·v + (1 − α)·g²;  p ← p − lr·g / (√v + ε),
+    or, with momentum, b ← μ·b + g / (√v + ε);  p ← p − lr·b.
     """
 
-    def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+    def __init__(self, params: Params, lr: float = 1e-2,
+                 alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0) -> None:
         _require(lr >= 0.0, f"Invalid learning rate: {lr}")
         _require(eps >= 0.0, f"Invalid epsilon value: {eps}")
         _require(momentum >= 0.0, f"Invalid momentum value: {momentum}")
-        _require(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        _require(weight_decay >= 0.0,
+                 f"Invalid weight_decay value: {weight_decay}")
         _require(alpha >= 0.0, f"Invalid alpha value: {alpha}")
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps,
+                                      weight_decay=weight_decay,
                                       momentum=momentum))
 
-    def _update(self, p, g, state, *, lr, alpha, eps, weight_decay, momentum):
+    def _update(self, p, g, state, *, lr, alpha, eps, weight_decay,
+                momentum):
         g = g + weight_decay * p
-        v = state["square_avg"] = alpha * state.get("square_avg", 0) + (1 - alpha) * g * g
-        step = g / (v.sqrt() + eps)                   # ε is added after the square root
+        v = alpha * state.get("square_avg", 0) + (1 - alpha) * g * g
+        state["square_avg"] = v
+        step = g / (v.sqrt() + eps)       # ε is added after the square root
         if momentum > 0:
-            step = state["momentum_buffer"] = momentum * state.get("momentum_buffer", 0) + step
+            step = momentum * state.get("momentum_buffer", 0) + step
+            state["momentum_buffer"] = step
         p.sub_(lr * step)
 
 
 class Adam(_FromScratch):
-    """Adam, as ``torch.optim.Adam``: ``weight_decay`` is an L2 penalty added to the gradient.
+    """Adam, as ``torch.optim.Adam``: weight decay is an L2 penalty.
 
-    m ← β₁·m + (1 − β₁)·g;  v ← β₂·v + (1 − β₂)·g²;  m̂ = m/(1 − β₁ᵗ);  v̂ = v/(1 − β₂ᵗ);
-    p ← p − lr·m̂ / (√v̂ + ε).
+    m ← β₁·m + (1 − β₁)·g;   m̂ = m / (1 − β₁ᵗ);
+    v ← β₂·v + (1 − β₂)·g²;  v̂ = v / (1 − β₂ᵗ);   p ← p − lr·m̂ / (√v̂ + ε).
     """
 
-    decoupled = False  # AdamW sets this: decay the weights directly instead
+    decoupled = False        # AdamW sets this: decay the weights directly
 
     def __init__(self, params: Params, lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+                 betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         _require(lr >= 0.0, f"Invalid learning rate: {lr}")
         _require(eps >= 0.0, f"Invalid epsilon value: {eps}")
-        _require(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
-        _require(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
-        _require(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+        for i in (0, 1):
+            _require(0.0 <= betas[i] < 1.0,
+                     f"Invalid beta parameter at index {i}: {betas[i]}")
+        _require(weight_decay >= 0.0,
+                 f"Invalid weight_decay value: {weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
 
     def _update(self, p, g, state, *, lr, betas, eps, weight_decay):
         (beta1, beta2), t = betas, state.get("step", 0) + 1
         if self.decoupled:
-            p.mul_(1 - lr * weight_decay)             # AdamW: shrink p, outside of m and v
+            p.mul_(1 - lr * weight_decay)   # AdamW: shrink p, outside m, v
         else:
-            g = g + weight_decay * p                  # Adam: L2 gradient, later divided by √v̂
-        m = state["exp_avg"] = beta1 * state.get("exp_avg", 0) + (1 - beta1) * g
-        v = state["exp_avg_sq"] = beta2 * state.get("exp_avg_sq", 0) + (1 - beta2) * g * g
+            g = g + weight_decay * p        # Adam: L2 term, later ÷ √v̂
+        m = beta1 * state.get("exp_avg", 0) + (1 - beta1) * g
+        v = beta2 * state.get("exp_avg_sq", 0) + (1 - beta2) * g * g
+        state.update(step=t, exp_avg=m, exp_avg_sq=v)
         m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
         p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
-        state["step"] = t
 
 
 class AdamW(Adam):
-    """AdamW, as ``torch.optim.AdamW``: decoupled weight decay p ← p − lr·wd·p, then Adam."""
+    """AdamW, as ``torch.optim.AdamW``: p ← (1 − lr·wd)·p, then Adam."""
 
     decoupled = True
 
     def __init__(self, params: Params, lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+                 betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay)
 
 
 # --- test surfaces and trajectories -------------------------------------------------------
@@ -236,38 +262,42 @@ def linear_warmup_lr(t: int, lr: float, warmup: int, start_factor: float = 0.01)
     return lr * (start_factor + (1 - start_factor) * min(t, warmup) / warmup)
 
 
-def warmup_cosine_lr(t: int, lr: float, warmup: int, total: int, start_factor: float = 0.01,
-                     eta_min: float = 0.0) -> float:
-    """Linear warm-up for ``warmup`` steps, then a cosine decay to ``eta_min`` at ``total``."""
-    _require(total > warmup, f"total ({total}) must be larger than warmup ({warmup})")
+def warmup_cosine_lr(t: int, lr: float, warmup: int, total: int,
+                     start_factor: float = 0.01, eta_min: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then a cosine down to
+    ``eta_min`` at step ``total``."""
+    _require(total > warmup,
+             f"total ({total}) must be larger than warmup ({warmup})")
     if t < warmup:
         return linear_warmup_lr(t, lr, warmup, start_factor)
     return cosine_lr(t - warmup, lr, total - warmup, eta_min)
 
 
-# --- regularisation ------------------------------------------------------------------------
+# --- regularization ------------------------------------------------------------------------
 
 def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True,
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """Inverted dropout: zero each entry with probability p and scale the rest by 1/(1 − p).
-
-    The scaling keeps E[dropout(x)] = x, so at evaluation time the layer is the identity.
-    """
-    _require(0.0 <= p <= 1.0, f"dropout probability has to be between 0 and 1, but got {p}")
+    """Inverted dropout: zero each entry with probability p, scale the
+    rest by 1/(1 − p), so that E[dropout(x)] = x; the identity in eval."""
+    _require(0.0 <= p <= 1.0,
+             f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return torch.zeros_like(x)
-    keep = torch.rand(x.shape, generator=generator, device=x.device) >= p  # P(keep) = 1 − p
+    u = torch.rand(x.shape, generator=generator, device=x.device)
+    keep = u >= p                                  # P(keep) = 1 − p
     return x * keep / (1 - p)
 
 
 class Dropout(nn.Module):
-    """The module form of :func:`dropout`, active only in training mode (like ``nn.Dropout``)."""
+    """The module form of :func:`dropout`, active only in training mode
+    (like ``nn.Dropout``)."""
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        _require(0.0 <= p <= 1.0, f"dropout probability has to be between 0 and 1, but got {p}")
+        _require(0.0 <= p <= 1.0,
+                 f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,28 +308,32 @@ class Dropout(nn.Module):
 
 
 class EarlyStopping:
-    """Remember the best validation loss and say when ``patience`` epochs brought no gain.
+    """Keep the best validation loss; say when ``patience`` epochs in a row
+    brought no improvement.
 
-    Call ``stop = stopper.step(val_loss, model)`` once per epoch. An epoch improves when its
-    loss is below the best so far by more than ``min_delta``; ``best_epoch`` (counted from 0)
-    and ``best_state`` (a copy of ``model.state_dict()``) are those of the best epoch.
+    Call ``stop = stopper.step(val_loss, model)`` once per epoch. An epoch
+    improves when its loss is below the best so far by more than
+    ``min_delta``; ``best_epoch`` (counted from 0) and ``best_state`` (a
+    copy of ``model.state_dict()``) belong to the best epoch.
     """
 
     def __init__(self, patience: int = 10, min_delta: float = 0.0) -> None:
         _require(isinstance(patience, int) and patience >= 1,
                  f"patience must be a positive integer, got {patience!r}")
-        _require(min_delta >= 0, f"min_delta must be non-negative, got {min_delta}")
+        _require(min_delta >= 0,
+                 f"min_delta must be non-negative, got {min_delta}")
         self.patience, self.min_delta = patience, min_delta
         self.best_loss, self.best_epoch, self.best_state = math.inf, -1, None
         self.epoch, self.stopped_epoch = -1, None
 
     def step(self, val_loss: float, model: nn.Module | None = None) -> bool:
-        """Record one epoch's validation loss; True once ``patience`` epochs did not improve."""
+        """Record one epoch; True once ``patience`` epochs did not improve."""
         self.epoch += 1
         if val_loss < self.best_loss - self.min_delta:
             self.best_loss, self.best_epoch = float(val_loss), self.epoch
             if model is not None:
                 self.best_state = copy.deepcopy(model.state_dict())
-        if self.stopped_epoch is None and self.epoch - self.best_epoch >= self.patience:
+        waited = self.epoch - self.best_epoch
+        if self.stopped_epoch is None and waited >= self.patience:
             self.stopped_epoch = self.epoch
         return self.stopped_epoch is not None

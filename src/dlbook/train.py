@@ -128,7 +128,7 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
     device = torch.device(device) if device is not None else _model_device(model)
     model.to(device)
     history = History()
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(epochs), desc=desc, disable=not progress)
     for _ in bar:
         model.train()
         total_loss, correct, n = 0.0, 0, 0

@@ -4,7 +4,8 @@
 that folder is missing (no npm on the machine) the site falls back to the public script URLs
 and says so in one line; everything else still works. Also: a small script between the two
 (``web/book-widgets.js``) that lets the widget manager find its fonts and typeset with
-MathJax 3, and removal of inline scripts that an extension adds to a page twice.
+MathJax 3; the book's small style sheet (``web/book.css``); and removal of inline scripts
+that an extension adds to a page twice.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict
 
 
 def setup(app: Sphinx) -> dict[str, object]:
+    app.add_css_file("book.css")  # served from web/, which _use_local_assets adds
     app.connect("config-inited", _use_local_assets)
     app.connect("html-page-context", _dedupe_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -100,6 +100,14 @@ def test_sigmoid_bounds_and_identities() -> None:
     torch.testing.assert_close(A.sigmoid(-z), 1 - A.sigmoid(z))
 
 
+def test_tanh_keeps_relative_precision_near_zero() -> None:
+    """tanh(z) ≈ z for tiny z: the library must not lose it to the cancellation in 1 - e^(-2|z|)."""
+    z = torch.tensor([1e-30, -1e-12, 1e-8, -1e-6, 1e-4, 1e-2])
+    torch.testing.assert_close(A.tanh(z) / torch.tanh(z), torch.ones(6), rtol=1e-6, atol=0)
+    z64 = torch.logspace(-300, 0, 301, dtype=torch.float64)
+    torch.testing.assert_close(A.tanh(z64), torch.tanh(z64), rtol=1e-14, atol=0)
+
+
 def test_gelu_tanh_approximation() -> None:
     z = torch.linspace(-8, 8, 1601, dtype=torch.float64)
     torch.testing.assert_close(A.gelu_tanh(z), F.gelu(z, approximate="tanh"))

@@ -296,6 +296,11 @@ def test_network_inputs_are_validated():
         mlp_forward_torch(MLP(2, [3, 1]), torch.zeros(4, 3))
 
 
+def test_mlp_repr_lists_every_size():
+    assert repr(MLP(2, [16, 1])) == "MLP(2 -> 16 -> 1)"
+    assert repr(MLP(3, [4, 5, 2])) == "MLP(3 -> 4 -> 5 -> 2)"
+
+
 # ----- the tiny network ---------------------------------------------------------------------
 def test_mlp_matches_torch_forward_and_gradients():
     random.seed(1)

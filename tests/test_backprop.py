@@ -287,6 +287,9 @@ def test_exercise_backward_flops(capsys):
     unit = 2 * 64 * 512 * 256
     assert ex.backward_flops(2 * unit, unit)
     assert not ex.backward_flops(unit, 2 * unit)
+    assert "swapped" in capsys.readouterr().out
+    assert not ex.backward_flops(unit, unit)
+    assert "swapped" not in capsys.readouterr().out
     assert not ex.backward_flops(3 * unit, unit)
     assert not ex.backward_flops("many", unit)
     assert not ex.backward_flops(..., unit)

@@ -29,7 +29,8 @@ def test_perceptron_cycles_on_xor(gate):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(-3, 3), min_size=3, max_size=3).filter(lambda v: abs(v[0]) + abs(v[1]) > 0.1),
+@given(st.lists(st.floats(-3, 3), min_size=3, max_size=3)
+       .filter(lambda v: abs(v[0]) + abs(v[1]) > 0.1),
        st.integers(0, 2**16))
 def test_perceptron_separates_random_separable_data(wb, seed):
     """Novikoff: on linearly separable data the rule stops with every point right."""
@@ -42,6 +43,12 @@ def test_perceptron_separates_random_separable_data(wb, seed):
     run = perceptron_fit(X, y, epochs=2000)
     assert run.converged
     assert torch.equal(step(X @ run.w + run.b), y)
+    if len(X):  # Novikoff's bound on the total number of mistakes, (R / gamma)^2
+        X1 = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], dim=1)
+        u = torch.tensor([*wb[:2], b_true], dtype=X.dtype)
+        gamma = (X1 @ u).abs().min() / u.norm()
+        R = X1.norm(dim=1).max()
+        assert sum(run.mistakes) <= (R / gamma) ** 2
 
 
 def test_no_neuron_computes_xor():

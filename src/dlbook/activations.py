@@ -38,8 +38,8 @@ def _check(z: torch.Tensor, name: str = "z") -> None:
 def sigmoid(z: torch.Tensor) -> torch.Tensor:
     """The logistic sigmoid ``1 / (1 + exp(-z))``, squashing any real number into (0, 1).
 
-    Written with ``e = exp(-|z|) <= 1``: ``1 / (1 + e)`` for ``z >= 0`` and ``e / (1 + e)`` for
-    ``z < 0`` are the same function, and neither can overflow.
+    Written with ``e = exp(-|z|) <= 1``: ``1 / (1 + e)`` for ``z >= 0`` and
+    ``e / (1 + e)`` for ``z < 0`` are the same function, and neither can overflow.
     """
     _check(z)
     e = torch.exp(-z.abs())
@@ -53,14 +53,15 @@ def sigmoid_grad(z: torch.Tensor) -> torch.Tensor:
 
 
 def tanh(z: torch.Tensor) -> torch.Tensor:
-    """The hyperbolic tangent ``(e^z - e^-z) / (e^z + e^-z)``, a sigmoid stretched to (-1, 1).
+    """The hyperbolic tangent ``(e^z - e^-z) / (e^z + e^-z)``, a sigmoid on (-1, 1).
 
-    Dividing through by ``e^|z|`` gives ``sign(z) (1 - e) / (1 + e)`` with ``e = exp(-2|z|)``,
-    which never overflows. (Equivalently ``tanh(z) = 2 sigmoid(2z) - 1``.)
+    Dividing through by ``e^|z|`` gives ``sign(z) (1 - e) / (1 + e)`` with
+    ``e = exp(-2|z|) <= 1``, which never overflows. ``expm1`` computes ``m = e - 1``
+    without the cancellation of ``1 - e`` for tiny ``z``; then ``1 + e = 2 + m``.
     """
     _check(z)
-    e = torch.exp(-2 * z.abs())
-    return torch.sign(z) * (1 - e) / (1 + e)
+    m = torch.expm1(-2 * z.abs())
+    return -torch.sign(z) * m / (2 + m)
 
 
 def tanh_grad(z: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,7 @@ def relu(z: torch.Tensor) -> torch.Tensor:
 
 
 def relu_grad(z: torch.Tensor) -> torch.Tensor:
-    """``relu'(z)`` is 1 for ``z > 0`` and 0 otherwise (0 at the kink, as in PyTorch)."""
+    """``relu'(z)``: 1 for ``z > 0``, 0 otherwise (0 at the kink, as in PyTorch)."""
     _check(z)
     return (z > 0).to(z.dtype)
 
@@ -122,7 +123,8 @@ def elu_grad(z: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """``1`` for ``z > 0``, ``alpha e^z`` (equal to ``elu(z) + alpha``) otherwise."""
     _check(z)
     _check_alpha(alpha)
-    return torch.where(z > 0, torch.ones_like(z), alpha * torch.exp(z.clamp(max=0)))
+    negative = alpha * torch.exp(z.clamp(max=0))
+    return torch.where(z > 0, torch.ones_like(z), negative)
 
 
 # --- Smooth rectifiers: GELU and SiLU ------------------------------------------------------
@@ -145,7 +147,7 @@ def gelu(z: torch.Tensor) -> torch.Tensor:
 
 
 def gelu_grad(z: torch.Tensor) -> torch.Tensor:
-    """``gelu'(z) = Phi(z) + z phi(z)`` (product rule, with ``Phi' = phi``)."""
+    """``gelu'(z) = Phi(z) + z phi(z)`` (the product rule, with ``Phi' = phi``)."""
     return normal_cdf(z) + z * normal_pdf(z)
 
 
@@ -182,8 +184,8 @@ def _check_vector(z: torch.Tensor) -> None:
 def softmax(z: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dimension: ``exp(z_i) / sum_j exp(z_j)``.
 
-    Subtracting the largest entry first changes nothing (the factor ``exp(-max)`` cancels) but
-    keeps every exponent <= 0, so ``exp`` cannot overflow.
+    Subtracting the largest entry first changes nothing (the factor ``exp(-max)``
+    cancels) but keeps every exponent <= 0, so ``exp`` cannot overflow.
     """
     _check_vector(z)
     e = torch.exp(z - z.amax(dim=-1, keepdim=True))
@@ -200,13 +202,13 @@ def softmax_backward(p: torch.Tensor, grad_p: torch.Tensor) -> torch.Tensor:
     """Backpropagate through softmax without building the Jacobian.
 
     Given the output ``p`` and the gradient ``g = dL/dp``, returns
-    ``dL/dz = (diag(p) - p p^T) g = p * (g - <g, p>)``: O(n) work instead of O(n^2).
+    ``dL/dz = (diag(p) - p p^T) g = p * (g - <g, p>)``: O(n) work, not O(n^2).
     """
     _check_vector(p)
     _check(grad_p, "grad_p")
     if p.shape != grad_p.shape:
-        raise ValueError(f"p and grad_p must have the same shape, got {tuple(p.shape)} and "
-                         f"{tuple(grad_p.shape)}")
+        raise ValueError(f"p and grad_p must have the same shape, got {tuple(p.shape)} "
+                         f"and {tuple(grad_p.shape)}")
     return p * (grad_p - (grad_p * p).sum(dim=-1, keepdim=True))
 
 
@@ -236,27 +238,28 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
 # --- Tools for the section's experiments ---------------------------------------------------
 
 def collapse_linear(layers: Sequence[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The single affine map ``x -> W x + b`` equal to applying ``layers`` one after another.
+    """The single affine map ``x -> W x + b`` equal to applying ``layers`` in turn.
 
-    Layer ``k`` maps ``x`` to ``W_k x + b_k``. Composing it after the map ``(W, b)`` built so far
-    gives ``W_k (W x + b) + b_k = (W_k W) x + (W_k b + b_k)``, so the whole stack is again one
-    matrix and one vector. Returns detached tensors (``W`` of shape (out, in), ``b`` of (out,)).
+    Layer ``k`` maps ``x`` to ``W_k x + b_k``. Composing it after the map ``(W, b)`` built
+    so far gives ``W_k (W x + b) + b_k = (W_k W) x + (W_k b + b_k)``, so the whole stack
+    is again one matrix and one vector. Returns detached tensors (``W`` of shape
+    (out, in), ``b`` of shape (out,)).
     """
     layers = list(layers)
     if not layers:
         raise ValueError("collapse_linear needs at least one nn.Linear layer")
     for i, layer in enumerate(layers):
         if not isinstance(layer, nn.Linear):
-            raise ValueError(f"layer {i} is a {type(layer).__name__}, not an nn.Linear: only a "
-                             f"stack of purely linear layers collapses to one")
+            raise ValueError(f"layer {i} is a {type(layer).__name__}, not an nn.Linear: "
+                             f"only a stack of purely linear layers collapses to one")
     first = layers[0].weight
     W = torch.eye(layers[0].in_features, dtype=first.dtype, device=first.device)
     b = torch.zeros(layers[0].in_features, dtype=first.dtype, device=first.device)
     with torch.no_grad():
         for i, layer in enumerate(layers):
             if layer.in_features != W.shape[0]:
-                raise ValueError(f"layer {i} expects {layer.in_features} inputs but the layers "
-                                 f"before it give {W.shape[0]} outputs")
+                raise ValueError(f"layer {i} expects {layer.in_features} inputs but the "
+                                 f"layers before it give {W.shape[0]} outputs")
             W = layer.weight @ W
             b = layer.weight @ b if layer.bias is None else layer.weight @ b + layer.bias
     return W, b
@@ -308,13 +311,14 @@ def hidden_preactivations(model: nn.Sequential, x: torch.Tensor) -> list[torch.T
 def dead_units(z: torch.Tensor) -> torch.Tensor:
     """Which units are dead on a data set: a boolean mask of shape (width,).
 
-    ``z`` holds one hidden layer's pre-activations, shape (n, width). A unit is dead when its
-    pre-activation is <= 0 for *every* input: a ReLU then outputs 0 and passes back a zero
-    gradient for every example, so gradient descent can never change its incoming weights.
+    ``z`` holds one hidden layer's pre-activations, shape (n, width). A unit is dead when
+    its pre-activation is <= 0 for *every* input: a ReLU then outputs 0 and passes back a
+    zero gradient for every example, so gradient descent never changes its weights.
     """
     _check(z)
     if z.ndim != 2:
-        raise ValueError(f"expected pre-activations of shape (n, width), got {tuple(z.shape)}")
+        raise ValueError(f"expected pre-activations of shape (n, width), "
+                         f"got {tuple(z.shape)}")
     return (z <= 0).all(dim=0)
 
 
@@ -350,16 +354,17 @@ def fit_shallow(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int],
                 activation: Callable[[], nn.Module], *, steps: int, lr: float,
                 optimizer: str = "adam", seed: int = 0,
                 progress: str | None = None) -> list[nn.Sequential]:
-    """Train one network ``x -> Linear -> activation -> Linear`` per entry of ``widths``, at once.
+    """Train one network ``x -> Linear -> activation -> Linear`` per entry of ``widths``.
 
-    The networks share nothing, so we place all their hidden units side by side in one wide
-    layer and add up their mean squared errors: each network still gets exactly the gradient
-    it would get alone, and since SGD and Adam update every parameter on its own, exactly the
-    training run it would have alone. One wide layer costs far less than many tiny ones.
-    Weights start as ``nn.Linear`` starts them, uniform in ``±1/sqrt(fan_in)``, drawn from
-    ``seed``. The learning rate falls from ``lr`` to 0 along a cosine, so the last steps settle.
-    Returns the trained networks as ordinary ``nn.Sequential`` models, in the order of ``widths``
-    (with ``steps=0``: the networks as initialised). ``progress`` names a progress bar, if wanted.
+    The networks share nothing, so we place all their hidden units side by side in one
+    wide layer and add up their mean squared errors: each network still gets exactly the
+    gradient it would get alone, and since SGD and Adam update every parameter on its own,
+    exactly the training run it would have alone. One wide layer costs far less than many
+    tiny ones. Weights start as ``nn.Linear`` starts them, uniform in ``±1/sqrt(fan_in)``,
+    drawn from ``seed``. The learning rate falls from ``lr`` to 0 along a cosine, so the
+    last steps settle. Returns the trained networks as ordinary ``nn.Sequential`` models,
+    in the order of ``widths`` (with ``steps=0``: the networks as initialised).
+    ``progress`` names a progress bar, if wanted.
     """
     _check(x, "x")
     _check(y, "y")
@@ -368,9 +373,11 @@ def fit_shallow(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int],
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
     widths = list(widths)
     if not widths or any(not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"widths must be a non-empty list of positive integers, got {widths!r}")
+        raise ValueError(f"widths must be a non-empty list of positive integers, "
+                         f"got {widths!r}")
     if not isinstance(steps, int) or steps < 0 or not lr > 0:
-        raise ValueError(f"need an integer steps >= 0 and lr > 0, got steps={steps!r}, lr={lr!r}")
+        raise ValueError(f"need an integer steps >= 0 and lr > 0, "
+                         f"got steps={steps!r}, lr={lr!r}")
     if optimizer not in {"sgd", "adam"}:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     n_in, k = x.shape[1], len(widths)
@@ -396,7 +403,7 @@ def fit_shallow(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int],
     for step in steps_range:
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        # Each network's prediction adds up its own units only (column j of out, shape (n, k)).
+        # Network j's prediction (column j of out, shape (n, k)) sums its own units only.
         out = c.expand(x.shape[0], k).index_add(1, owner, act(x @ W1.T + b1) * v)
         loss = ((out - y) ** 2).mean(dim=0).sum()
         opt.zero_grad()
@@ -405,7 +412,8 @@ def fit_shallow(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int],
     models, start = [], 0
     with torch.no_grad():
         for j, width in enumerate(widths):
-            model = nn.Sequential(nn.Linear(n_in, width), activation(), nn.Linear(width, 1))
+            model = nn.Sequential(nn.Linear(n_in, width), activation(),
+                                  nn.Linear(width, 1))
             model.to(x.device, x.dtype)
             model[0].weight.copy_(W1[start:start + width])
             model[0].bias.copy_(b1[start:start + width])
@@ -417,19 +425,19 @@ def fit_shallow(x: torch.Tensor, y: torch.Tensor, widths: Sequence[int],
 
 
 def relu_interpolant(knots: torch.Tensor, values: torch.Tensor) -> nn.Sequential:
-    """A one-hidden-layer ReLU network that joins the points ``(knots[i], values[i])`` by lines.
+    """A one-hidden-layer ReLU network joining the points ``(knots[i], values[i])``.
 
-    With slopes ``s_i = (values[i+1] - values[i]) / (knots[i+1] - knots[i])`` and ``s_{-1} = 0``,
-    the broken line through n + 1 points is, for ``x >= knots[0]``,
-    ``values[0] + sum_i (s_i - s_{i-1}) relu(x - knots[i])`` over ``i = 0 .. n-1``: each hidden
-    unit switches on at one knot and bends the line by the change of slope there. So n hidden
-    units suffice for n line segments, with weights written down, not trained.
+    With slopes ``s_i = (values[i+1] - values[i]) / (knots[i+1] - knots[i])`` and
+    ``s_{-1} = 0``, the broken line through n + 1 points is, for ``x >= knots[0]``,
+    ``values[0] + sum_i (s_i - s_{i-1}) relu(x - knots[i])`` over ``i = 0 .. n-1``: each
+    hidden unit switches on at one knot and bends the line by the change of slope there.
+    So n hidden units suffice for n line segments, with weights written down, not trained.
     """
     _check(knots, "knots")
     _check(values, "values")
     if knots.ndim != 1 or knots.shape != values.shape or knots.numel() < 2:
-        raise ValueError(f"expected knots and values of the same shape (n + 1,) with n >= 1, "
-                         f"got {tuple(knots.shape)} and {tuple(values.shape)}")
+        raise ValueError(f"expected knots and values of the same shape (n + 1,) with "
+                         f"n >= 1, got {tuple(knots.shape)} and {tuple(values.shape)}")
     gaps = knots[1:] - knots[:-1]
     if not bool((gaps > 0).all()):
         raise ValueError("knots must be strictly increasing")

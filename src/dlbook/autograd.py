@@ -334,7 +334,8 @@ class MLP(Module):
         return [p for layer in self.layers for p in layer.parameters()]
 
     def __repr__(self) -> str:
-        return f"MLP({' -> '.join(str(len(l.neurons)) for l in self.layers)})"
+        sizes = [len(self.layers[0].neurons[0].w)] + [len(l.neurons) for l in self.layers]
+        return f"MLP({' -> '.join(map(str, sizes))})"
 
 
 def mlp_forward_torch(model: MLP, X: torch.Tensor) -> torch.Tensor:

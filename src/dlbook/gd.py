@@ -35,8 +35,8 @@ def gradient_descent(grad: Callable[[Tensor], Tensor], x0: Tensor, lr: float,
                      steps: int) -> Tensor:
     """Run ``steps`` steps of x_{t+1} = x_t − lr · grad(x_t) from ``x0``.
 
-    Returns every iterate, x_0 included, stacked: shape ``(steps + 1, *x0.shape)``. Keeping the
-    whole trajectory (not just the end point) is what lets us compare it with theory.
+    Returns every iterate, x_0 included, stacked: shape ``(steps + 1, *x0.shape)``.
+    Keeping the whole trajectory (not just the end point) lets us compare it with theory.
     """
     if not callable(grad):
         raise ValueError("grad must be a function that maps x to the gradient at x")
@@ -134,21 +134,23 @@ def quadratic_2d(lam_min: float, lam_max: float, angle: float = 0.0,
 def fit_rate(trajectory: Tensor, start: int = 0) -> float:
     """The contraction per step ρ that best fits ‖x_t‖ ≈ C ρ^t for t ≥ ``start``.
 
-    A least-squares line through (t, log ‖x_t‖) has slope log ρ. The minimum must be at the
-    origin (subtract it first otherwise); ρ < 1 means convergence, ρ > 1 divergence.
+    A least-squares line through (t, log ‖x_t‖) has slope log ρ. The minimum must be at
+    the origin (subtract it first otherwise); ρ < 1 means convergence, ρ > 1 divergence.
     """
     if not isinstance(trajectory, torch.Tensor) or trajectory.ndim < 1:
-        raise ValueError("trajectory must be a tensor of iterates, shape (steps + 1, ...)")
+        raise ValueError("trajectory must be a tensor of iterates, "
+                         "shape (steps + 1, ...)")
     _check_count(start, "start")
     x = trajectory[start:].double()
-    norms = x.reshape(x.shape[0], -1).norm(dim=1)            # ‖x_t‖ (|x_t| in 1-D)
+    norms = x.reshape(x.shape[0], -1).norm(dim=1)          # ‖x_t‖ (|x_t| in 1-D)
     if norms.numel() < 2:
-        raise ValueError(f"need at least 2 iterates after start={start}, got {norms.numel()}")
+        raise ValueError(f"need at least 2 iterates after start={start}, "
+                         f"got {norms.numel()}")
     if not bool((norms > 0).all() & norms.isfinite().all()):
         raise ValueError("every iterate must have a finite, non-zero norm to fit a rate")
     t = torch.arange(norms.numel(), dtype=torch.float64)
-    logs = norms.log()
-    slope = ((t - t.mean()) * (logs - logs.mean())).sum() / ((t - t.mean()) ** 2).sum()
+    t_c, logs_c = t - t.mean(), norms.log() - norms.log().mean()
+    slope = (t_c * logs_c).sum() / (t_c**2).sum()           # least-squares slope
     return float(slope.exp())
 
 
@@ -195,6 +197,18 @@ def per_example_grads(X: Tensor, y: Tensor, w: Tensor) -> Tensor:
     return 2 * (X @ w - y)[:, None] * X
 
 
+def _check_grads(G: Tensor, batch_size: int) -> int:
+    """Validate per-example gradients (n, d) and a batch size 1 ≤ B ≤ n; return n."""
+    if G.ndim != 2:
+        raise ValueError(f"expected per-example gradients G of shape (n, d), "
+                         f"got {tuple(G.shape)}")
+    _check_count(batch_size, "batch_size", 1)
+    if batch_size > G.shape[0]:
+        raise ValueError(f"batch_size {batch_size} exceeds the number of examples "
+                         f"{G.shape[0]}")
+    return G.shape[0]
+
+
 def minibatch_noise(G: Tensor, batch_size: int, trials: int = 1000, *,
                     generator: torch.Generator | None = None) -> float:
     """Monte-Carlo estimate of E ‖g_B − ḡ‖², the noise of a mini-batch gradient.
@@ -202,17 +216,12 @@ def minibatch_noise(G: Tensor, batch_size: int, trials: int = 1000, *,
     ``G`` holds per-example gradients (n, d); ḡ is their mean and g_B the mean of
     ``batch_size`` rows drawn without replacement, as one batch of a shuffled epoch is.
     """
-    if G.ndim != 2:
-        raise ValueError(f"expected per-example gradients G of shape (n, d), got {tuple(G.shape)}")
-    n = G.shape[0]
-    _check_count(batch_size, "batch_size", 1)
+    n = _check_grads(G, batch_size)
     _check_count(trials, "trials", 1)
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
-    picks = torch.rand(trials, n, generator=generator, device=G.device).argsort(dim=1)
+    picks = torch.rand(trials, n, generator=generator).argsort(dim=1).to(G.device)
     mask = torch.zeros(trials, n, dtype=G.dtype, device=G.device)
-    mask.scatter_(1, picks[:, :batch_size], 1.0)             # row k marks batch k
-    g_batch = mask @ G / batch_size                           # (trials, d)
+    mask.scatter_(1, picks[:, :batch_size], 1.0)           # row k marks batch k
+    g_batch = mask @ G / batch_size                         # (trials, d)
     return float(((g_batch - G.mean(0)) ** 2).sum(1).mean())
 
 
@@ -222,12 +231,7 @@ def minibatch_noise_theory(G: Tensor, batch_size: int) -> float:
     tr Σ = (1/n) Σ_i ‖g_i − ḡ‖² is the spread of the per-example gradients; the second factor
     (the finite-population correction) makes the noise vanish when B = n.
     """
-    if G.ndim != 2:
-        raise ValueError(f"expected per-example gradients G of shape (n, d), got {tuple(G.shape)}")
-    n = G.shape[0]
-    _check_count(batch_size, "batch_size", 1)
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
+    n = _check_grads(G, batch_size)
     if n == 1:
         return 0.0
     trace = float(((G - G.mean(0)) ** 2).sum(1).mean())
@@ -241,11 +245,12 @@ def sgd_linear_regression(X: Tensor, y: Tensor, *, batch_size: int,
                           ) -> tuple[list[int], list[float], Tensor]:
     """Mini-batch SGD on the mean squared error of a linear model y ≈ X w.
 
-    Each epoch shuffles the examples and steps once per batch of ``batch_size`` (an incomplete
-    last batch is dropped): w ← w − η_t g_B with g_B = (2/B) X_Bᵀ (X_B w − y_B). ``batch_size``
-    = 1 is stochastic gradient descent, = n is full-batch gradient descent. ``lr`` is a number or
-    a schedule ``lr(t)`` of the step t = 0, 1, .... The full-data loss is logged every
-    ``log_every`` examples (default: once an epoch; at least once a step).
+    Each epoch shuffles the examples and steps once per batch of ``batch_size`` (an
+    incomplete last batch is dropped): w ← w − η_t g_B, g_B = (2/B) X_Bᵀ (X_B w − y_B).
+    ``batch_size`` = 1 is stochastic gradient descent, = n is full-batch gradient descent.
+    ``lr`` is a number or a schedule ``lr(t)`` of the step t = 0, 1, .... The full-data
+    loss is logged every ``log_every`` examples (default: once an epoch; at least once a
+    step).
 
     Returns ``(examples_seen, losses, w)``.
     """
@@ -255,7 +260,8 @@ def sgd_linear_regression(X: Tensor, y: Tensor, *, batch_size: int,
     _check_count(batch_size, "batch_size", 1)
     _check_count(epochs, "epochs")
     if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} exceeds the number of examples {n}")
+        raise ValueError(f"batch_size {batch_size} exceeds the number of examples "
+                         f"{n}")
     if not callable(lr):
         _check_lr(lr)
     log_steps = max(1, (log_every or n) // batch_size)   # steps between two logged losses

@@ -70,7 +70,7 @@ def xavier_normal_(w: torch.Tensor, gain: float = 1.0,
 
 def xavier_uniform_(w: torch.Tensor, gain: float = 1.0,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Glorot and Bengio's init, uniform: ``U(-a, a)`` with ``a = gain · sqrt(6 / (fan_in + fan_out))``.
+    """Glorot and Bengio's init, uniform: ``U(-a, a)``, a = gain·sqrt(6 / (fan_in + fan_out)).
 
     ``U(-a, a)`` has variance ``a² / 3``, the same as :func:`xavier_normal_`'s.
     """
@@ -291,11 +291,11 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 class DeepMLP(nn.Module):
     """``depth`` hidden layers of ``width`` units, plain or residual, with optional norm.
 
-    The input layer maps to ``width`` units, ``h_0 = W_in x``; then each hidden layer ``l``
-    computes ``f_l(h) = W_l φ(norm_l(h)) + b_l`` and either replaces (plain) or adds to
+    The input layer maps to ``width`` units, ``h_0 = W_in x + b_in``; then each hidden layer
+    ``l`` computes ``f_l(h) = W_l φ(norm_l(h)) + b_l`` and either replaces (plain) or adds to
     (residual) the signal:  ``h_l = f_l(h_{l-1})``  or  ``h_l = h_{l-1} + f_l(h_{l-1})``.
-    The output layer reads ``W_out φ(h_depth)``. ``norm`` is None, ``"batch"`` or ``"layer"``
-    (this module's :class:`BatchNorm1d` and :class:`LayerNorm`).
+    The output layer reads ``W_out φ(h_depth) + b_out``. ``norm`` is None, ``"batch"`` or
+    ``"layer"`` (this module's :class:`BatchNorm1d` and :class:`LayerNorm`).
     """
 
     def __init__(self, depth: int, width: int, *, in_features: int = 40, out_features: int = 10,

@@ -44,9 +44,10 @@ def _shift(z: torch.Tensor, dim: int) -> torch.Tensor:
 def logsumexp(z: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
     """``log(sum(exp(z)))`` along ``dim``, shifted by the max so nothing overflows.
 
-    ``log Σ exp(z_i) = m + log Σ exp(z_i - m)`` with ``m = max z_i``: the largest term becomes
-    ``exp(0) = 1``, so no ``exp`` overflows and the sum is at least 1, so its log is never -inf.
-    ``m`` is treated as a constant; the gradient is still exactly ``softmax(z)``.
+    ``log Σ exp(z_i) = m + log Σ exp(z_i - m)`` with ``m = max z_i``: the largest term
+    becomes ``exp(0) = 1``, so no ``exp`` overflows, and the sum is at least 1, so its
+    log is never -inf. ``m`` is treated as a constant; the gradient is still exactly
+    ``softmax(z)``.
     """
     _check_float("z", z)
     _check_dim(z, dim)
@@ -91,8 +92,8 @@ def log_sigmoid(z: torch.Tensor) -> torch.Tensor:
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error ``mean((pred - target)^2)``: the Gaussian negative log-likelihood,
-    up to a scale and a constant.
+    """Mean squared error ``mean((pred - target)^2)``: the Gaussian negative
+    log-likelihood, up to a scale and a constant.
 
     The shapes must be equal: ``(n, 1)`` against ``(n,)`` would silently broadcast to
     ``(n, n)`` and compare every prediction with every target.
@@ -100,18 +101,20 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     _check_float("pred", pred)
     _check_float("target", target)
     if pred.shape != target.shape:
-        raise ValueError(f"pred has shape {tuple(pred.shape)} but target {tuple(target.shape)}; "
-                         "make them equal (e.g. pred.squeeze(-1)) instead of broadcasting")
+        raise ValueError(f"pred has shape {tuple(pred.shape)} but target "
+                         f"{tuple(target.shape)}; make them equal (e.g. "
+                         "pred.squeeze(-1)) instead of broadcasting")
     return ((pred - target) ** 2).mean()
 
 
 def gaussian_nll(mean: torch.Tensor, target: torch.Tensor,
                  sigma: float | torch.Tensor) -> torch.Tensor:
-    """Mean of ``-log N(target; mean, sigma^2) = (target - mean)^2 / (2 sigma^2) + log sigma
-    + log(2 pi) / 2``.
+    """Mean of ``-log N(target; mean, sigma^2)``, that is of
+    ``(target - mean)^2 / (2 sigma^2) + log sigma + log(2 pi) / 2``.
 
-    ``sigma`` (the noise's standard deviation, > 0) is a number or a tensor that broadcasts
-    against ``mean``. With a fixed ``sigma`` this is ``mse / (2 sigma^2)`` plus a constant.
+    ``sigma`` (the noise's standard deviation, > 0) is a number or a tensor that
+    broadcasts against ``mean``. With a fixed ``sigma`` this is ``mse / (2 sigma^2)``
+    plus a constant.
     """
     _check_float("mean", mean)
     _check_float("target", target)
@@ -121,7 +124,8 @@ def gaussian_nll(mean: torch.Tensor, target: torch.Tensor,
     sigma = torch.as_tensor(sigma, dtype=mean.dtype, device=mean.device)
     if not bool((sigma > 0).all()):
         raise ValueError("sigma must be positive (it is a standard deviation)")
-    nll = 0.5 * ((target - mean) / sigma) ** 2 + torch.log(sigma) + 0.5 * math.log(2 * math.pi)
+    const = 0.5 * math.log(2 * math.pi)
+    nll = 0.5 * ((target - mean) / sigma) ** 2 + torch.log(sigma) + const
     return nll.mean()
 
 
@@ -129,15 +133,16 @@ def binary_cross_entropy_with_logits(logits: torch.Tensor,
                                      targets: torch.Tensor) -> torch.Tensor:
     """Mean Bernoulli negative log-likelihood with ``p = sigmoid(logits)``.
 
-    ``-[y log p + (1 - y) log(1 - p)]`` simplifies to ``softplus(z) - y z``, which needs no
-    ``log`` of a probability and so stays finite for any logit. ``targets`` holds 0/1 labels
-    (or probabilities) as floats, in the same shape as ``logits``.
+    ``-[y log p + (1 - y) log(1 - p)]`` simplifies to ``softplus(z) - y z``, which needs
+    no ``log`` of a probability and so stays finite for any logit. ``targets`` holds 0/1
+    labels (or probabilities) as floats, in the same shape as ``logits``.
     """
     _check_float("logits", logits)
     _check_float("targets", targets)
     if logits.shape != targets.shape:
         raise ValueError(f"logits have shape {tuple(logits.shape)} but targets "
-                         f"{tuple(targets.shape)}; they must match (one target per logit)")
+                         f"{tuple(targets.shape)}; they must match (one target per "
+                         "logit)")
     return (softplus(logits) - targets * logits).mean()
 
 
@@ -185,9 +190,10 @@ def nll_loss(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean categorical negative log-likelihood with ``p = softmax(logits)``.
 
-    ``logits`` has shape (batch, classes). ``targets`` is either an integer tensor of class
-    indices, shape (batch,) — then the loss is ``logsumexp(z) - z[target]`` per example — or a
-    float tensor of target probabilities with the logits' shape, for ``-Σ_k q_k log p_k``.
+    ``logits`` has shape (batch, classes). ``targets`` is either an integer tensor of
+    class indices, shape (batch,), and then the loss is ``logsumexp(z) - z[target]`` per
+    example, or a float tensor of target probabilities with the logits' shape, for
+    ``-Σ_k q_k log p_k``.
     """
     _check_class_targets(logits, targets)
     log_p = log_softmax(logits, dim=-1)

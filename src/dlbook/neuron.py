@@ -20,21 +20,23 @@ class PerceptronRun:
     b: torch.Tensor
     mistakes: list[int] = field(default_factory=list)  # mistakes made in each epoch
     converged: bool = False
-    cycle_start: int | None = None  # epoch whose start state repeated (proof it never ends)
+    cycle_start: int | None = None  # earlier epoch whose start state repeated: never ends
 
 
 def perceptron_fit(X: torch.Tensor, y: torch.Tensor, *, lr: float = 1.0, epochs: int = 50,
                    w0: torch.Tensor | None = None, b0: float = 0.0) -> PerceptronRun:
-    """Rosenblatt's rule: for each example, ``w += lr * (y - step(w·x + b)) * x`` (and ``b``).
+    """Rosenblatt's rule: for each example, ``u = lr * (y - step(w·x + b))``, then
+    ``w += u * x`` and ``b += u`` (``u`` is 0 when the prediction is right).
 
-    Stops when an epoch makes no mistake (converged), or when the weights at the start of an
-    epoch equal those at the start of an earlier one: the rule is deterministic, so from then
-    on it repeats the same epochs forever and can never converge.
+    Stops when an epoch makes no mistake (converged), or when the weights at the start
+    of an epoch equal those at the start of an earlier one: the rule is deterministic,
+    so from then on it repeats the same epochs forever and can never converge.
     """
     if X.ndim != 2:
         raise ValueError(f"expected X of shape (n, d), got {tuple(X.shape)}")
     if y.shape != (X.shape[0],):
-        raise ValueError(f"expected y of shape ({X.shape[0]},) to match X, got {tuple(y.shape)}")
+        raise ValueError(f"expected y of shape ({X.shape[0]},) to match X, "
+                         f"got {tuple(y.shape)}")
     if not bool(((y == 0) | (y == 1)).all()):
         raise ValueError("perceptron labels must be 0 or 1")
     if lr <= 0 or epochs < 1:

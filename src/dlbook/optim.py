@@ -285,7 +285,9 @@ def dropout(x: torch.Tensor, p: float = 0.5, training: bool = True,
         return x
     if p == 1.0:
         return torch.zeros_like(x)
-    u = torch.rand(x.shape, generator=generator, device=x.device)
+    # draw on the generator's device (a CPU generator works for a GPU x too)
+    where = x.device if generator is None else generator.device
+    u = torch.rand(x.shape, generator=generator, device=where).to(x.device)
     keep = u >= p                                  # P(keep) = 1 − p
     return x * keep / (1 - p)
 

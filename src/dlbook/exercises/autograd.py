@@ -16,7 +16,7 @@ def hand_gradient(answer: Any) -> check.Result:
     a = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
     b = torch.tensor(-1.0, dtype=torch.float64, requires_grad=True)
     ((a * b + b) ** 2).backward()
-    return check.tensor(answer, [a.grad.item(), b.grad.item()], name="hand_gradient",
+    return check.tensor(answer, [a.grad.item(), b.grad.item()], name="df/da and df/db by hand",
                         hint="name the inner node u = a*b + b, so f = u**2 and df/du = 2u; "
                         "b reaches u along two edges (through a*b and directly), so df/db "
                         "adds two terms.")
@@ -29,7 +29,7 @@ def shared_node(answer: Any) -> check.Result:
     d.backward()
     first = a.grad
     d.backward()
-    return check.tensor(answer, [first, a.grad], name="shared_node",
+    return check.tensor(answer, [first, a.grad], name="a.grad after one and two passes",
                         hint="expand d as a polynomial in a and differentiate it; the engine "
                         "gives the same number. A second backward adds to a leaf's grad "
                         "instead of replacing it.")
@@ -85,8 +85,8 @@ def softplus(answer: Callable[[Value], Value]) -> check.Result:
         return None
 
     if _returns_nothing(answer, Value(0.0)):
-        return check.condition(..., test, name="softplus")
-    return check.condition(answer, test, name="softplus",
+        return check.condition(..., test, name="softplus node")
+    return check.condition(answer, test, name="softplus node",
                            hint="d softplus(x)/dx = 1 / (1 + exp(-x)), the sigmoid; in the "
                            "closure add (+=) g times it to v.grad.")
 
@@ -122,7 +122,7 @@ def power(answer: Callable[[Value, Value], Value]) -> check.Result:
         return None
 
     if _returns_nothing(answer, Value(2.0), Value(1.0)):
-        return check.condition(..., test, name="power")
-    return check.condition(answer, test, name="power",
+        return check.condition(..., test, name="power node")
+    return check.condition(answer, test, name="power node",
                            hint="a**b = exp(b log a): d/da = b * a**(b - 1) and "
                            "d/db = a**b * log(a).")

@@ -117,8 +117,9 @@ def backward_flops(with_dX: Any, without_dX: Any) -> check.Result:
 
     def test(answer: tuple[Any, Any]) -> str | None:
         a, b = (float(v) for v in answer)
-        if a == unit or b == 2 * unit:
-            return "the two answers look swapped: the layer whose input needs a gradient does more."
+        if a == unit and b == 2 * unit:
+            return ("the two answers look swapped: the layer whose input needs a gradient "
+                    "does more.")
         if a != 2 * unit:
             return f"{a:.6g} FLOPs is not right for the backward pass that computes dX and dW."
         if b != unit:
@@ -127,4 +128,5 @@ def backward_flops(with_dX: Any, without_dX: Any) -> check.Result:
 
     return check.condition((with_dX, without_dX), test, name="backward FLOPs",
                            hint="each of dX = dY Wᵀ and dW = Xᵀ dY is one matrix product of "
-                           "2·B·d_in·d_out FLOPs; a first layer's input is data and needs no dX.")
+                           "2·B·d_in·d_out FLOPs; a first layer's input is data and needs "
+                           "no dX.")

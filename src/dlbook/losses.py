@@ -20,6 +20,8 @@ import math
 
 import torch
 
+from dlbook import activations
+
 
 def _check_float(name: str, x: object) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -59,13 +61,12 @@ def logsumexp(z: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Te
 def softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """``exp(z_k) / Σ_j exp(z_j)`` along ``dim``: logits to probabilities that sum to 1.
 
-    Subtracting the max first changes nothing mathematically (it cancels in the ratio) but keeps
-    every ``exp`` in (0, 1].
+    The one implementation is Section 1.2's :func:`dlbook.activations.softmax` (max-shifted,
+    so no ``exp`` overflows); this adds the choice of dimension.
     """
     _check_float("z", z)
     _check_dim(z, dim)
-    e = torch.exp(z - _shift(z, dim))
-    return e / e.sum(dim=dim, keepdim=True)
+    return activations.softmax(z.movedim(dim, -1)).movedim(-1, dim)
 
 
 def log_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from dlbook import losses
+
 Cache = tuple[torch.Tensor, ...]
 Params = dict[str, torch.Tensor]
 
@@ -151,13 +153,12 @@ def softmax_cross_entropy_forward(
 ) -> tuple[torch.Tensor, Cache]:
     """Mean cross-entropy of softmax(S), logits S (B, K), labels y (B,).
 
-    Equals ``F.cross_entropy(S, y)``. Subtracting each row's maximum first
-    (the log-sum-exp trick) changes no probability and avoids overflow.
+    Equals ``F.cross_entropy(S, y)``. The log-probabilities come from
+    Section 1.3's stable ``losses.log_softmax`` (the log-sum-exp trick).
     The cache keeps the probabilities P and the labels.
     """
     _check_labels(S, y)
-    shifted = S - S.max(dim=1, keepdim=True).values
-    log_P = shifted - shifted.exp().sum(dim=1, keepdim=True).log()
+    log_P = losses.log_softmax(S, dim=1)
     rows = torch.arange(len(y), device=S.device)
     loss = -log_P[rows, y].mean()
     return loss, (log_P.exp(), y)

@@ -49,7 +49,7 @@ test: setup assets
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lab: setup
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 execute: setup
 	$(PY) -m dlbook.book execute $(NOTEBOOKS)

@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-PASS, FAIL, TODO = "pass", "fail", "unanswered"
-_ICON = {PASS: "✅", FAIL: "❌", TODO: "⏳"}
+PASS, FAIL, UNANSWERED = "pass", "fail", "unanswered"
+_ICON = {PASS: "✅", FAIL: "❌", UNANSWERED: "⏳"}
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def _report(name: str, status: str, message: str, hint: str | None = None) -> Re
     return result
 
 
-def _todo(name: str) -> Result:
-    return _report(name, TODO, "not answered yet — replace the ... with your answer and run the "
+def _unanswered(name: str) -> Result:
+    return _report(name, UNANSWERED, "not answered yet — replace the ... with your answer and run the "
                    "cell again.")
 
 
@@ -96,7 +96,7 @@ def number(answer: Any, expected: float, *, name: str = "answer", rtol: float = 
     if exp is None or exp.numel() != 1:
         raise ValueError(f"expected must be a single number, got {expected!r}")
     if unanswered(answer):
-        return _todo(name)
+        return _unanswered(name)
     got = _as_float_tensor(answer)
     if got is None or got.numel() != 1:
         return _report(name, FAIL, f"expected a single number, got {type(answer).__name__} "
@@ -118,7 +118,7 @@ def tensor(answer: Any, expected: Any, *, name: str = "answer", rtol: float = 1e
         raise ValueError(f"expected must be array-like (tensor, array, list), got "
                          f"{type(expected).__name__}")
     if unanswered(answer):
-        return _todo(name)
+        return _unanswered(name)
     got = _as_float_tensor(answer)
     if got is None:
         return _report(name, FAIL, f"expected a tensor or array, got {type(answer).__name__}.",
@@ -152,7 +152,7 @@ def function(answer: Any, reference: Callable[..., Any], inputs: Iterable[Any], 
     if not cases:
         raise ValueError("inputs must contain at least one test input")
     if unanswered(answer):
-        return _todo(name)
+        return _unanswered(name)
     if not callable(answer):
         return _report(name, FAIL, f"expected a function, got {type(answer).__name__}.", hint)
     for case in cases:
@@ -164,7 +164,7 @@ def function(answer: Any, reference: Callable[..., Any], inputs: Iterable[Any], 
             return _report(name, FAIL, f"raised {type(exc).__name__}: {exc}", hint)
         if got_raw is None or got_raw is Ellipsis:
             # A body that is still just `...` (or has no return yet) returns None.
-            return _todo(name)
+            return _unanswered(name)
         got = _as_float_tensor(got_raw)
         where = f"for input {_short(args)}"
         if got is None:
@@ -190,7 +190,7 @@ def condition(answer: Any, test: Callable[[Any], str | None], *, name: str = "an
         raise ValueError("test must be a function that returns None for a right answer, or a "
                          "message saying what is wrong")
     if unanswered(answer):
-        return _todo(name)
+        return _unanswered(name)
     try:
         problem = test(answer)
     except Exception as exc:  # noqa: BLE001 - a malformed answer is the student's failure
@@ -206,7 +206,7 @@ def choice(answer: Any, expected: Any, options: Sequence[Any], *, name: str = "a
     if expected not in options:
         raise ValueError(f"expected {expected!r} must be one of the options {list(options)!r}")
     if unanswered(answer):
-        return _todo(name)
+        return _unanswered(name)
     if answer not in options:
         return _report(name, FAIL, f"{answer!r} is not one of the options {list(options)!r}.")
     if answer == expected:

@@ -131,15 +131,14 @@ def tanh_backward(dA: torch.Tensor, cache: Cache) -> torch.Tensor:
 
 def mse_forward(Y_hat: torch.Tensor,
                 Y: torch.Tensor) -> tuple[torch.Tensor, Cache]:
-    """Mean squared error over all N entries, as ``F.mse_loss`` computes it."""
+    """Mean squared error over all N entries, as ``F.mse_loss`` computes it.
+
+    The value (and the check that the shapes match) is Section 1.3's
+    ``losses.mse``; the cache keeps the difference for the backward pass.
+    """
     _check_tensor("Y_hat", Y_hat)
     _check_tensor("Y", Y)
-    if Y_hat.shape != Y.shape:
-        raise ValueError(f"expected Y of the same shape as Y_hat "
-                         f"{tuple(Y_hat.shape)}, got {tuple(Y.shape)}; "
-                         "reshape the targets (e.g. y.reshape(-1, 1))")
-    diff = Y_hat - Y
-    return (diff * diff).mean(), (diff,)
+    return losses.mse(Y_hat, Y), (Y_hat - Y,)
 
 
 def mse_backward(dL: float | torch.Tensor, cache: Cache) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -44,6 +45,51 @@ def test_student_edition_transform():
     assert len(nb.cells) == 9, "the original notebook is not modified"
 
 
+def _md(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_markdown_cell(text)
+
+
+def _student_text(cells: list) -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    return "\n".join(c.source for c in student_edition(nb).cells[1:])
+
+
+@pytest.mark.parametrize("layout", [
+    # the layout of the book's notebooks: the end of one solution and the next exercise share a cell
+    ["```{solution-start} ex-a\n:class: dropdown\n```", "SECRET one",
+     "```{solution-end}\n```\n\n```{exercise} Second\n:label: ex-b\nQUESTION two\n```"],
+    # a {solution} directive that is not on the cell's first line
+    ["```{exercise} First\n:label: ex-a\nQUESTION one\n```\n\nSome words.\n\n"
+     "```{solution} ex-a\n:class: dropdown\nSECRET one\n```\nAfter. QUESTION two"],
+    # an exercise and its gated solution in one cell, with ~~~ fences
+    ["~~~{exercise} First\n:label: ex-a\nQUESTION one\n~~~\n~~~{solution-start} ex-a\n~~~\n"
+     "SECRET one\n~~~{solution-end}\n~~~\nQUESTION two"],
+    # colon fences, a longer fence with a nested code block, and a capitalised directive name
+    [":::{exercise} First\nQUESTION one\n:::", "````{Solution} ex-a\n```python\nSECRET one\n"
+     "```\n````", "QUESTION two"],
+])
+def test_student_edition_keeps_questions_and_drops_solutions(layout):
+    text = _student_text([_md(c) for c in layout])
+    assert "QUESTION one" in text or "QUESTION one" not in "".join(layout)
+    assert "QUESTION two" in text
+    assert "SECRET" not in text and "solution" not in text.lower()
+
+
+@pytest.mark.parametrize("tag", ["solution", "Solution", " SOLUTION "])
+def test_solution_code_is_dropped_whatever_the_tag_capitalisation(tag):
+    text = _student_text([nbformat.v4.new_code_cell("secret = 1", metadata={"tags": [tag]}),
+                          nbformat.v4.new_code_cell("kept = 2")])
+    assert "secret" not in text and "kept = 2" in text
+
+
+def test_code_inside_a_solution_region_is_dropped_untagged():
+    text = _student_text([_md("```{solution-start} ex-a\n```"),
+                          nbformat.v4.new_code_cell("secret = 1"),
+                          _md("```{solution-end}\n```"), nbformat.v4.new_code_cell("kept = 2")])
+    assert "secret" not in text and "kept = 2" in text
+
+
 @pytest.mark.parametrize("cells, message", [
     (["```{solution-start} a\n```"], "never closed"),
     (["```{solution-end}\n```"], "no {solution-start}"),
@@ -54,6 +100,31 @@ def test_student_edition_rejects_unbalanced_markers(cells, message):
     nb.cells = [nbformat.v4.new_markdown_cell(s) for s in cells]
     with pytest.raises(ValueError, match=message):
         student_edition(nb)
+
+
+_EXERCISE = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\{exercise(-start)?\}", re.M)
+_GATED = re.compile(r"\{solution-start\}.*?\{solution-end\}[^\n]*\n(`{3,}|~{3,}|:{3,})", re.S)
+_PLAIN = re.compile(r"^\s*(`{3,}|~{3,}|:{3,})\{solution\}.*?^\s*\1\s*$", re.S | re.M)
+
+
+def _solution_only_lines(nb: nbformat.NotebookNode) -> set[str]:
+    """Lines that stand only inside solutions, found by regular expressions over the whole
+    notebook (independently of the code under test); tagged solution code counts too."""
+    parts, inside = [], set()
+    for c in nb.cells:
+        if c.cell_type == "code" and "solution" in [t.lower() for t in c.metadata.get("tags", [])]:
+            inside |= {line.strip() for line in c.source.splitlines()}
+        else:
+            parts.append(c.source)
+    doc = "\n".join(parts)
+    regions = [m.group(0) for m in _GATED.finditer(doc)] + [m.group(0) for m in _PLAIN.finditer(doc)]
+    outside = doc
+    for region in regions:
+        outside = outside.replace(region, "")
+    inside |= {line.strip() for region in regions for line in region.splitlines()}
+    outside_lines = {line.strip() for line in outside.splitlines()}
+    return {line for line in inside - outside_lines
+            if len(line) >= 12 and "{solution" not in line}
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +144,16 @@ def test_student_notebook_has_no_solutions_and_runs(student_nb, student_dir):
     student_code = {c.source for c in student.cells if c.cell_type == "code"}
     for source in _solution_sources(original):
         assert source not in student_code
+    source_text = "\n".join(c.source for c in original.cells)
+    student_text = "\n".join(c.source for c in student.cells)
+    n_exercises = len(_EXERCISE.findall(source_text))
+    assert n_exercises >= 3
+    assert len(_EXERCISE.findall(student_text)) == n_exercises, "every exercise stays"
+    secret = _solution_only_lines(original)
+    assert secret, "the notebook's solutions were found"
+    student_lines = {line.strip() for line in student_text.splitlines()}
+    leaked = sorted(secret & student_lines)
+    assert not leaked, f"solution text in the student edition: {leaked[:3]}"
     assert all(not c.get("outputs") for c in student.cells if c.cell_type == "code")
 
     NotebookClient(student, timeout=600, kernel_name="python3",

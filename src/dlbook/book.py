@@ -20,9 +20,9 @@ ROOT = Path.cwd()
 #: running side by side do not fight over the cores.
 RUN_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SOLUTION_TAG = "solution"
-_START = re.compile(r"^\s*(`{3,}|:{3,})\s*\{solution-start\}")
-_END = re.compile(r"^\s*(`{3,}|:{3,})\s*\{solution-end\}")
-_WHOLE = re.compile(r"^\s*(`{3,}|:{3,})\s*\{solution\}")
+#: An opening fence of a solution directive: ```{solution} ..., ~~~{solution-start} ..., :::{solution-end}
+_SOLUTION_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,}|:{3,})\s*\{(?P<name>solution(?:-start|-end)?)\}",
+                             re.IGNORECASE)
 
 
 def toc_notebooks(root: Path = ROOT) -> list[Path]:
@@ -72,12 +72,53 @@ def execute(paths: list[Path], timeout: int = 600) -> None:
         print(f"{time.perf_counter() - start:6.1f} s  {path}")
 
 
+def _closes(line: str, fence: str) -> bool:
+    """True when ``line`` closes a block opened with ``fence`` (same character, at least as long)."""
+    stripped = line.strip()
+    return (len(stripped) >= len(fence) and set(stripped) == {fence[0]})
+
+
+def _strip_solutions(lines: list[str], inside: bool) -> tuple[list[str], bool]:
+    """Remove solution text from one markdown cell's lines.
+
+    ``inside`` says whether the cell starts inside a ``{solution-start}`` ... ``{solution-end}``
+    region; the second value returned says whether it ends inside one.
+    """
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        opening = _SOLUTION_FENCE.match(line)
+        if opening:
+            fence, name = opening["fence"], opening["name"].lower()
+            i += 1  # skip the directive block itself, up to its closing fence
+            while i < len(lines) and not _closes(lines[i], fence):
+                i += 1
+            i += 1
+            if name == "solution-start":
+                if inside:
+                    raise ValueError("a {solution-start} opens before the previous one closed")
+                inside = True
+            elif name == "solution-end":
+                if not inside:
+                    raise ValueError("a {solution-end} has no {solution-start} before it")
+                inside = False
+            continue
+        if not inside:
+            kept.append(line)
+        i += 1
+    return kept, inside
+
+
 def student_edition(nb: "nbformat.NotebookNode") -> "nbformat.NotebookNode":  # noqa: F821
     """Return a copy of a notebook without its solutions and with its outputs cleared.
 
-    Removed: code cells tagged ``solution``, markdown ``{solution}`` cells, and everything from
-    a ``{solution-start}`` cell to its ``{solution-end}`` cell. Exercise prompts and their
-    starter cells (with their ``dlbook.check`` calls) stay.
+    Removed: code cells tagged ``solution`` (in any capitalisation), every ``{solution}``
+    directive, and everything from a ``{solution-start}`` directive to its ``{solution-end}``,
+    wherever in a cell they stand and whichever fence (```, ~~~ or :::) they use. Text before
+    and after them in the same cell stays, so an ``{exercise}`` that shares a cell with the
+    end of the previous solution is kept. Exercise prompts and their starter cells (with their
+    ``dlbook.check`` calls) stay.
     """
     import copy
 
@@ -86,27 +127,23 @@ def student_edition(nb: "nbformat.NotebookNode") -> "nbformat.NotebookNode":  # 
     out = copy.deepcopy(nb)
     cells, inside = [], False
     for cell in out.cells:
-        first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
-        is_md = cell.cell_type == "markdown"
-        if is_md and _START.match(first):
-            if inside:
-                raise ValueError("a {solution-start} cell opens before the previous one closed")
-            inside = True
+        if cell.cell_type == "markdown":
+            had_text = bool(cell.source.strip())
+            kept, inside = _strip_solutions(cell.source.splitlines(), inside)
+            text = "\n".join(kept).strip("\n")
+            if had_text and not text.strip():
+                continue
+            cell.source = text
+            cells.append(cell)
             continue
-        if is_md and _END.match(first):
-            if not inside:
-                raise ValueError("a {solution-end} cell has no {solution-start} before it")
-            inside = False
-            continue
-        if inside or (is_md and _WHOLE.match(first)):
-            continue
-        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+        tags = {str(t).strip().lower() for t in cell.get("metadata", {}).get("tags", [])}
+        if inside or SOLUTION_TAG in tags:
             continue
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cells.append(cell)
     if inside:
-        raise ValueError("a {solution-start} cell is never closed by {solution-end}")
+        raise ValueError("a {solution-start} is never closed by {solution-end}")
     out.cells = [nbformat.v4.new_markdown_cell(
         "**Student edition.** The solutions are removed; each exercise's check cell tells you "
         "whether your answer is right (it prints *not answered yet* until you fill in the `...`)."

@@ -44,6 +44,9 @@ _ICONS = {"fa-minus": "&minus;", "fa-plus": "+", "fa-fast-backward": "&#x21E4;",
           "fa-step-forward": "&#x2192;", "fa-fast-forward": "&#x21E5;"}
 
 
+_ANIMATIONS = 0  # animations rendered in this session (part of each player's element id)
+
+
 def animation_html(anim: Any, *, fps: int = 6, default_mode: str = "loop",
                    dpi: float | None = None) -> Any:
     """Render a ``matplotlib.animation.Animation`` as self-contained HTML (no kernel needed).
@@ -72,8 +75,15 @@ def animation_html(anim: Any, *, fps: int = 6, default_mode: str = "loop",
                   lambda m: "&#x25C0;" if m.group(2) else _ICONS[m.group(1)], html)
     uid = re.search(r'id="_anim_img([0-9a-f]+)"', html)
     if uid:
-        stable = "a" + hashlib.sha1(re.sub(r"[0-9a-f]{32}", "", html).encode()).hexdigest()[:16]
-        html = html.replace(uid.group(1), stable)
+        # The id must not depend on pixel values (they differ in the last bit between CPUs):
+        # hash the player's HTML without its frames, and count animations in this session so
+        # that two alike on one page still get different ids.
+        global _ANIMATIONS
+        _ANIMATIONS += 1
+        skeleton = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=\\\n]+", "", html)
+        skeleton = re.sub(r"[0-9a-f]{32}", "", skeleton)
+        digest = hashlib.sha1(f"{_ANIMATIONS}:{skeleton}".encode()).hexdigest()[:16]
+        html = html.replace(uid.group(1), "a" + digest)
     from IPython.display import HTML
 
     return HTML(html)

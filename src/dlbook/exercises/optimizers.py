@@ -60,7 +60,7 @@ def momentum_step(fn: Callable[..., Any]) -> check.Result:
             torch.randn(n, generator=gen, dtype=torch.float64)
         cases.append((p, g, buf, lr, mu))
     return check.function(wrapped, _momentum_reference, cases, name="heavy-ball momentum step",
-                          rtol=1e-9, atol=1e-12,
+                          rtol=1e-5, atol=1e-6,  # float32 arithmetic is right too
                           hint="first the buffer, b ← μ·b + g; then the parameter, "
                                "p ← p − lr·b (with the new b). Return both.")
 
@@ -68,7 +68,7 @@ def momentum_step(fn: Callable[..., Any]) -> check.Result:
 def warmup_cosine(answer: Any) -> check.Result:
     """Exercise: the learning rate at step 35 of warm-up (10 steps) then cosine to step 110."""
     want = warmup_cosine_lr(35, 0.1, warmup=10, total=110)
-    return check.number(answer, want, name="learning rate at step 35", rtol=1e-4,
+    return check.number(answer, want, name="learning rate at step 35", digits=3,
                         hint="after the warm-up the cosine starts afresh: use t − 10 = 25 steps "
                              "out of 110 − 10 = 100 in η_min + (η − η_min)(1 + cos(π t/T))/2.")
 

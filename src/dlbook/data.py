@@ -90,6 +90,10 @@ def split(data: tuple[torch.Tensor, ...] | torch.utils.data.TensorDataset,
     """
     from torch.utils.data import TensorDataset
 
+    if isinstance(data, torch.Tensor):
+        # tuple(tensor) would split the rows of X, not the examples: refuse, and say how.
+        raise ValueError("data must be a tuple of tensors such as (X, y), or a TensorDataset; "
+                         "to split one tensor X, pass (X,)")
     as_dataset = isinstance(data, TensorDataset)
     tensors = tuple(data.tensors) if as_dataset else tuple(data)
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
@@ -114,3 +118,28 @@ def split(data: tuple[torch.Tensor, ...] | torch.utils.data.TensorDataset,
         parts.append(TensorDataset(*part) if as_dataset else part)
         start += size
     return parts
+
+
+def loader(dataset: torch.utils.data.Dataset | tuple[torch.Tensor, ...], batch_size: int, *,
+           shuffle: bool = False, seed: int = 0,
+           drop_last: bool = False) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` whose shuffling has its own seeded generator.
+
+    The order of the batches then depends only on ``seed`` and on how many epochs have been
+    drawn, not on whatever else used the global random state before (model initialisation,
+    dropout), so an experiment repeats exactly. ``dataset`` may also be a tuple ``(X, y)``.
+    """
+    from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+    if isinstance(dataset, tuple):
+        if not dataset or not all(isinstance(t, torch.Tensor) for t in dataset):
+            raise ValueError("dataset must be a Dataset or a tuple of tensors such as (X, y)")
+        dataset = TensorDataset(*dataset)
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"dataset must be a torch Dataset or a tuple (X, y), got "
+                         f"{type(dataset).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive whole number, got {batch_size!r}")
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      drop_last=drop_last)

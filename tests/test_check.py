@@ -122,11 +122,113 @@ def test_condition_and_choice():
     assert not check.choice("c", "b", ["a", "b"])
 
 
-def test_result_is_quiet_in_notebooks_and_readable_in_scripts():
-    r = check.Result("q", "pass", "correct.")
-    assert str(r) == "✅ q: correct."
-    assert r._ipython_display_() is None
-    assert not check.Result("q", "unanswered", "x")
+def test_result_prints_once_and_reads_as_one_line(capsys):
+    """A check prints its line itself; displaying the returned Result in a notebook adds
+    nothing (no second line), and str() gives the same line for scripts and graders."""
+    from IPython.core.formatters import DisplayFormatter
+
+    result = check.number(2.0, 2.0, name="q")
+    printed = capsys.readouterr().out
+    assert printed == "✅ q: correct.\n" and str(result) == printed.strip()
+    data, _ = DisplayFormatter().format(result)
+    assert data == {}, "IPython would show the result a second time"
+    assert bool(result) and not check.Result("q", "unanswered", "x")
+    assert not check.Result("q", "fail", "x")
+
+
+def test_placeholder_functions_are_unanswered_and_a_forgotten_return_is_wrong():
+    def todo(x):
+        """Docstring only."""
+        ...
+
+    def todo_pass(x, y=1):
+        pass
+
+    def forgot(x):
+        y = 2 * x  # noqa: F841
+
+    assert check.is_placeholder_function(todo) and check.is_placeholder_function(todo_pass)
+    assert check.is_placeholder_function(lambda x: ...)
+    assert not check.is_placeholder_function(forgot)
+    assert not check.is_placeholder_function(lambda x: x)
+    assert not check.is_placeholder_function(abs)  # built-ins have no bytecode to read
+    assert check.function(todo, abs, [1.0]).status == "unanswered"
+    r = check.function(forgot, lambda x: 2 * x, [1.0])
+    assert r.status == "fail" and "forget the `return`" in r.message
+    assert check.unanswered(todo) and check.unanswered({"a": 1, "b": ...})
+    assert not check.unanswered({"a": 1})
+
+
+def test_function_check_catches_in_place_changes_unless_allowed():
+    def in_place(p, g):
+        p -= 0.1 * g
+        return p
+
+    def fresh(p, g):
+        return p - 0.1 * g
+
+    inputs = [(torch.ones(3), torch.arange(3.0))]
+    r = check.function(in_place, fresh, inputs)
+    assert r.status == "fail" and "argument number 1 in place" in r.message
+    assert check.function(in_place, fresh, inputs, allow_inplace=True)
+    assert check.function(fresh, fresh, inputs)
+    assert torch.equal(inputs[0][0], torch.ones(3)), "the check's own inputs stay untouched"
+
+
+def test_reference_that_changes_its_input_does_not_spoil_the_check():
+    def reference(p):
+        p += 1
+        return p
+
+    assert check.function(lambda p: p + 1, reference, [torch.zeros(2)])
+
+
+def test_numbers_too_large_for_a_float_are_wrong_answers_not_errors():
+    r = check.number(10**400, 3.0)
+    assert r.status == "fail" and "inf" in r.message
+    assert check.number(-(10**400), -3.0).status == "fail"
+    assert check.tensor([10**400, 1], [1.0, 1.0]).status == "fail"
+    assert check.function(lambda x: 10**400, lambda x: x, [1.0]).status == "fail"
+    assert check.number(float("inf"), float("inf"))
+
+
+@pytest.mark.parametrize("answer, ok", [(0.0854, True), (0.08536, True), (0.085355, True),
+                                        (0.0853, False), (0.0855, False), (0.085, False)])
+def test_digits_accepts_the_stated_significant_figures(answer, ok):
+    expected = 0.5 * 0.1 * (1 + math.cos(math.pi / 4))  # 0.0853553...
+    assert bool(check.number(answer, expected, digits=3)) is ok
+
+
+@pytest.mark.parametrize("expected", [114.59, -2.5e-7, 3.0, 99.96])
+def test_digits_accepts_the_value_rounded_to_that_many_figures(expected):
+    for digits in (1, 2, 3, 4):
+        rounded = float(f"{expected:.{digits}g}")
+        assert check.number(rounded, expected, digits=digits), (rounded, expected, digits)
+
+
+@pytest.mark.parametrize("bad", [0, 16, 2.0, True])
+def test_digits_must_be_a_whole_number_of_figures(bad):
+    with pytest.raises(ValueError, match="digits"):
+        check.number(1.0, 1.0, digits=bad)
+
+
+def test_condition_sees_cpu_tensors_inside_containers():
+    seen = []
+
+    def test(answer):
+        seen.append(answer)
+        return None
+
+    t = torch.ones(2, requires_grad=True)
+    assert check.condition((t, [t], {"k": t}), test)
+    a, (b,), d = seen[0]
+    assert all(x.device.type == "cpu" and not x.requires_grad for x in (a, b, d["k"]))
+
+
+def test_complex_and_boolean_answers_are_not_numbers():
+    assert not check.number(1 + 2j, 1.0)
+    assert not check.tensor(torch.ones(2, dtype=torch.complex64), torch.ones(2))
+    assert not check.tensor(np.array([True, False]), [1.0, 0.0])
 
 
 def test_unanswered():

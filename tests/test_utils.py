@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -59,16 +60,25 @@ def test_show_source():
         dlbook.show_source(len)
 
 
-def test_animation_html_is_offline_and_stable():
-    def make():
+def test_animation_html_is_offline_and_its_ids_do_not_depend_on_pixels(monkeypatch):
+    def make(height):
         fig, ax = plt.subplots()
         (line,) = ax.plot([], [])
-        return FuncAnimation(fig, lambda i: line.set_data([0, 1], [0, i]), frames=3)
+        ax.set_ylim(0, 3)
+        return FuncAnimation(fig, lambda i: line.set_data([0, 1], [0, height * i]), frames=3)
 
-    html1 = plot.animation_html(make()).data
-    html2 = plot.animation_html(make()).data
-    assert "https://" not in html1 and "fa-" not in html1
-    assert html1 == html2  # the element id no longer changes from run to run
+    def player_id(html):
+        return re.search(r'id="_anim_img([0-9a-z]+)"', html).group(1)
+
+    monkeypatch.setattr(plot, "_ANIMATIONS", 0)
+    first = plot.animation_html(make(1.0)).data
+    second = plot.animation_html(make(1.0)).data
+    assert "https://" not in first and "fa-" not in first
+    assert player_id(first) != player_id(second), "two players on one page need two ids"
+    monkeypatch.setattr(plot, "_ANIMATIONS", 0)  # a fresh kernel, and other pixels
+    again = plot.animation_html(make(1.001)).data
+    assert player_id(again) == player_id(first), "a re-run gives the same id"
+    assert again != first, "the frames themselves did change"
     with pytest.raises(ValueError, match="Animation"):
         plot.animation_html(plt.figure())
     plt.close("all")
@@ -96,9 +106,31 @@ def test_explore_builds_widget_and_redraws():
         plot.explore(draw, w=(0, 1))
 
 
+def test_contour_and_decision_regions_draw_what_they_are_given():
+    fig, ax = plt.subplots()
+    plot.contour(lambda p: (p**2).sum(-1), (-1, 1), (-1, 1), ax=ax, n=20, levels=[0.25, 1.0])
+    # the level set f = 0.25 of x² + y² is the circle of radius 0.5
+    vertices = np.concatenate([path.vertices for path in ax.collections[0].get_paths()
+                               if len(path.vertices)])
+    radii = np.hypot(vertices[:, 0], vertices[:, 1])
+    assert len(vertices) > 10 and np.any(np.abs(radii - 0.5) < 0.02)
+    assert ax.get_xlim() == (-1, 1)
+    fig2, ax2 = plt.subplots()
+    X = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    plot.decision_regions(lambda p: torch.sigmoid(10 * p[:, 0]), X, torch.tensor([0, 1]), ax=ax2,
+                          n=21)
+    # the 0.5 contour of sigmoid(10 x) is the line x = 0
+    boundary = np.concatenate([path.vertices for c in ax2.collections[1:2] for path in c.get_paths()
+                               if len(path.vertices)])
+    assert np.allclose(boundary[:, 0], 0.0, atol=1e-6)
+    offsets = np.concatenate([c.get_offsets() for c in ax2.collections
+                              if hasattr(c, "get_offsets") and len(c.get_offsets()) == 2])
+    assert np.allclose(np.sort(offsets[:, 0]), [-1.0, 1.0]), "the data points are drawn"
+    plt.close("all")
+
+
 def test_contour_and_decision_regions_validate_shapes():
     fig, ax = plt.subplots()
-    plot.contour(lambda p: (p**2).sum(-1), (-1, 1), (-1, 1), ax=ax, n=20)
     with pytest.raises(ValueError, match="f must map"):
         plot.contour(lambda p: p, (-1, 1), (-1, 1), ax=ax, n=20)
     with pytest.raises(ValueError, match="low < high"):

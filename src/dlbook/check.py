@@ -183,6 +183,8 @@ def number(answer: Any, expected: float, *, name: str = "answer", rtol: float = 
     g, e = float(got.reshape(())), float(exp.reshape(()))
     if math.isnan(g):
         return _report(name, FAIL, "got nan (not a number).", hint)
+    if g == e:
+        return _report(name, PASS, "correct.")
     if math.isinf(g) and not math.isinf(e):
         return _report(name, FAIL, f"got {g} (or a number too large for a float).", hint)
     if digits is not None:

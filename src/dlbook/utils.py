@@ -39,10 +39,13 @@ def device(prefer: str | None = None) -> torch.device:
 def seed_everything(seed: int = 0) -> int:
     """Seed Python, NumPy and PyTorch (CPU and every GPU) and turn off cuDNN autotuning.
 
-    Call it once at the top of a notebook, and again before any experiment you want to repeat
-    exactly. On a CPU this makes runs repeat bit for bit as long as the number of threads stays
-    the same (a sum split over 2 threads is added in another order than over 1): the book
-    therefore prints rounded numbers. Returns the seed so it can be logged.
+    Call it once at the top of a notebook, and again before any experiment you want to repeat.
+    On one machine, with the same number of threads, a run then repeats exactly. It does not
+    make different machines agree: the vector kernels a CPU picks (AVX2, AVX-512, the portable
+    ones; Intel's or AMD's code path in MKL) add numbers in different orders, so the last
+    digits of a result differ, and a long float32 training run can drift further. The book
+    therefore runs small experiments in float64 and prints only the digits that survive a
+    change of kernels (the tests check this). Returns the seed so it can be logged.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer, got {seed!r} of type {type(seed).__name__}")

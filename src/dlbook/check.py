@@ -327,6 +327,16 @@ def _changed_in_place(original: tuple, used: tuple) -> str | None:
     return None
 
 
+def _describe(a: Any) -> str:
+    """One line for one argument: small tensors by value, larger ones by shape."""
+    if isinstance(a, torch.Tensor):
+        if a.numel() <= 4:
+            values = a.detach().cpu().double().flatten().tolist()
+            return "tensor(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+        return f"a tensor of shape {tuple(a.shape)}"
+    return " ".join(repr(a).split())
+
+
 def _short(args: tuple) -> str:
-    text = ", ".join(repr(a) for a in args)
+    text = ", ".join(_describe(a) for a in args)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -1,4 +1,4 @@
-"""Tests for dlbook.activations (section 1.2) and its exercise checks."""
+"""Tests for dlbook.activations (section 1.2); the exercise checks: test_exercises_activations."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dlbook import activations as A
-from dlbook.exercises import activations as ex
 
 
 NAMES = list(A.ACTIVATIONS)
@@ -294,54 +293,197 @@ def test_relu_interpolant_validates() -> None:
         A.relu_interpolant(torch.tensor([0.0, 1.0]), torch.tensor([1.0]))
 
 
-# --- exercise checks --------------------------------------------------------------------------
+# --- NaN, infinities, dtypes and shapes --------------------------------------------------------
 
-def _stable_softmax(z: torch.Tensor) -> torch.Tensor:
-    e = torch.exp(z - z.amax(dim=-1, keepdim=True))
-    return e / e.sum(dim=-1, keepdim=True)
+SPECIAL = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e-300, -1e-300, 1e300, -1e300]
 
 
-def _naive_softmax(z: torch.Tensor) -> torch.Tensor:
-    return torch.exp(z) / torch.exp(z).sum(dim=-1, keepdim=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_and_infinities_propagate_as_in_pytorch(name: str, dtype: torch.dtype) -> None:
+    """Every function gives what PyTorch gives on nan and ±inf (relu(nan) is nan), in either
+    precision. The reference is PyTorch in float64: its float32 GELU kernel returns nan at
+    +inf on some CPUs, where the formula (and PyTorch in float64) gives inf."""
+    a = A.ACTIVATIONS[name]
+    z = torch.tensor(SPECIAL, dtype=dtype)
+    torch.testing.assert_close(a.fn(z), a.reference(z.double()).to(dtype), equal_nan=True,
+                               rtol=0, atol=0)
 
 
-def _unfinished(z):
-    ...
+@pytest.mark.parametrize("name", NAMES)
+def test_derivatives_at_nan_are_nan_and_at_infinity_match_autograd(name: str) -> None:
+    a = A.ACTIVATIONS[name]
+    assert torch.isnan(a.grad(torch.tensor([math.nan]))).all()
+    z = torch.tensor([math.inf, -math.inf, 1e300, -1e300], dtype=torch.float64)
+    torch.testing.assert_close(a.grad(z), _autograd_derivative(a.reference, z), equal_nan=True)
 
 
-@pytest.mark.parametrize("check, right, wrong", [
-    (ex.tanh_derivative, 1 - math.tanh(1.0) ** 2, 1 - math.tanh(1.0)),
-    (ex.softmax, _stable_softmax, _naive_softmax),
-    (ex.gelu_minimum, (-0.75179, -0.169971), (-0.5, -0.154)),
-    (ex.gelu_minimum, (-0.75179, -0.169971), (-0.75179, -0.2)),
-    (ex.non_monotonic, {"gelu", "silu"}, {"gelu", "silu", "elu"}),
-    (ex.non_monotonic, ["GELU", "SiLU"], {"relu"}),
-    (ex.collapse, ([[-1.0, 3.0]], [-2.5]), ([[-1.0, 3.0]], [2.5])),
-    (ex.collapse, (torch.tensor([-1.0, 3.0]), -2.5), ([[3.0, -1.0]], [-2.5])),
+def test_relu_of_nan_is_nan_not_zero() -> None:
+    z = torch.tensor([math.nan, -1.0, 2.0])
+    assert torch.isnan(A.relu(z)[0]) and torch.isnan(torch.relu(z)[0])
+    assert A.relu(z)[1:].tolist() == [0.0, 2.0]
+    assert torch.isnan(A.relu_grad(z)[0]) and torch.isnan(A.leaky_relu_grad(z)[0])
+
+
+def test_softmax_with_infinite_logits_matches_pytorch() -> None:
+    for row in ([-math.inf, 0.0, 1.0], [math.inf, 0.0], [math.nan, 0.0], [-math.inf] * 3):
+        z = torch.tensor(row)
+        torch.testing.assert_close(A.softmax(z), F.softmax(z, dim=-1), equal_nan=True)
+
+
+shapes = st.lists(st.integers(1, 4), min_size=0, max_size=3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=15, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**16), double=st.booleans())
+def test_functions_keep_shape_and_dtype(name: str, shape: list[int], seed: int,
+                                        double: bool) -> None:
+    dtype = torch.float64 if double else torch.float32
+    z = 5 * torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    a = A.ACTIVATIONS[name]
+    for out in (a.fn(z), a.grad(z)):
+        assert out.shape == z.shape and out.dtype == dtype
+    torch.testing.assert_close(a.fn(z), a.reference(z))
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), seed=st.integers(0, 2**16),
+       scale=st.sampled_from([1.0, 100.0, 1e4]))
+def test_softmax_is_a_probability_vector_along_the_last_dimension(shape, seed, scale) -> None:
+    z = scale * torch.randn(shape, generator=torch.Generator().manual_seed(seed),
+                            dtype=torch.float64)
+    p = A.softmax(z)
+    assert p.shape == z.shape and bool((p >= 0).all())
+    torch.testing.assert_close(p.sum(-1), torch.ones(shape[:-1], dtype=torch.float64))
+    torch.testing.assert_close(p, F.softmax(z, dim=-1))
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    torch.testing.assert_close(A.softmax_backward(p, g),
+                               (A.softmax_jacobian(z) @ g.unsqueeze(-1)).squeeze(-1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 12), width=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_dead_units_is_off_on_every_row(n: int, width: int, seed: int) -> None:
+    z = torch.randn(n, width, generator=torch.Generator().manual_seed(seed)) - 0.8
+    expected = [all(z[i, j] <= 0 for i in range(n)) for j in range(width)]
+    assert A.dead_units(z).tolist() == expected
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5), seed=st.integers(0, 1000))
+def test_mlp_structure_and_preactivations(sizes: list[int], seed: int) -> None:
+    torch.manual_seed(seed)
+    net = A.mlp(sizes, nn.Tanh, dtype=torch.float64)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert n_params == sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    assert all(p.dtype == torch.float64 for p in net.parameters())
+    assert sum(isinstance(m, nn.Tanh) for m in net) == len(sizes) - 2
+    assert isinstance(net[-1], nn.Linear)  # the output is not squashed: logits or values
+    x = torch.randn(3, sizes[0], dtype=torch.float64)
+    pre = A.hidden_preactivations(net, x)
+    assert len(pre) == len(sizes) - 2
+    h = x
+    for layer, z in zip([m for m in net if isinstance(m, nn.Linear)], pre):
+        torch.testing.assert_close(z, layer(h).detach())
+        h = torch.tanh(z)
+
+
+def test_mlp_is_float32_by_default_and_follows_device() -> None:
+    net = A.mlp([2, 3, 1], nn.ReLU)
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in net.parameters())
+    net = A.mlp([2, 3, 1], nn.ReLU, device="cpu", dtype=torch.float64)
+    assert net[0].weight.dtype == torch.float64
+
+
+# --- bad input: a ValueError that names the fix -------------------------------------------------
+
+def test_fit_regression_refuses_y_that_would_broadcast() -> None:
+    x = torch.linspace(-1, 1, 10).unsqueeze(1)
+    net = A.mlp([1, 4, 1], nn.ReLU)
+    with pytest.raises(ValueError, match=r"shape \(10, 1\).*\(10,\).*unsqueeze\(1\)"):
+        A.fit_regression(net, x, (x ** 2).squeeze(1), steps=1, lr=0.1)
+    with pytest.raises(ValueError, match=r"shape \(10, 1\) but y has shape \(10, 2\)"):
+        A.fit_regression(net, x, x.repeat(1, 2), steps=1, lr=0.1)
+
+
+@pytest.mark.parametrize("x_dtype, y_dtype, model_dtype, match", [
+    (torch.float64, torch.float64, torch.float32, r"model.double\(\)"),
+    (torch.float32, torch.float32, torch.float64, r"x.to\(torch.float64\)"),
+    (torch.float64, torch.float32, torch.float64, r"y.to\(x.dtype\)"),
+    (torch.int64, torch.float32, torch.float32, r"x.float\(\)"),
 ])
-def test_exercise_checks(check, right, wrong, capsys) -> None:
-    assert check(right)
-    assert not check(wrong)
-    out = capsys.readouterr().out
-    assert "✅" in out and "❌" in out
+def test_fit_regression_dtype_mixes(x_dtype, y_dtype, model_dtype, match) -> None:
+    x = torch.arange(6).unsqueeze(1).to(x_dtype)
+    y = torch.zeros(6, 1, dtype=y_dtype)
+    net = A.mlp([1, 3, 1], nn.ReLU, dtype=model_dtype)
+    with pytest.raises(ValueError, match=match):
+        A.fit_regression(net, x, y, steps=1, lr=0.1)
 
 
-@pytest.mark.parametrize("check, unanswered", [
-    (ex.tanh_derivative, ...),
-    (ex.softmax, _unfinished),
-    (ex.gelu_minimum, (..., ...)),
-    (ex.non_monotonic, ...),
-    (ex.collapse, (..., ...)),
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(steps=0, lr=0.1), "steps >= 1"), (dict(steps=2.0, lr=0.1), "integer steps"),
+    (dict(steps=1, lr=0.0), "lr > 0"), (dict(steps=1, lr=math.nan), "lr > 0"),
+    (dict(steps=1, lr=0.1, optimizer="lbfgs"), "optimizer"),
 ])
-def test_exercise_checks_unanswered(check, unanswered, capsys) -> None:
-    result = check(unanswered)
-    assert not result and result.status == "unanswered"
-    assert "not answered yet" in capsys.readouterr().out
+def test_fit_regression_bad_arguments(kwargs, match) -> None:
+    x = torch.zeros(4, 1)
+    with pytest.raises(ValueError, match=match):
+        A.fit_regression(A.mlp([1, 2, 1], nn.ReLU), x, x, **kwargs)
 
 
-def test_exercise_checks_do_not_crash_on_junk(capsys) -> None:
-    assert not ex.gelu_minimum("abc")
-    assert not ex.non_monotonic(42)
-    assert not ex.collapse(([1, 2, 3], 1))
-    assert not ex.softmax(lambda z: 1 / 0)
-    assert capsys.readouterr().out.count("❌") == 4
+def test_training_refuses_nan_data() -> None:
+    x = torch.tensor([[0.0], [math.nan]])
+    with pytest.raises(ValueError, match="nan"):
+        A.fit_regression(A.mlp([1, 2, 1], nn.ReLU), x, torch.zeros(2, 1), steps=1, lr=0.1)
+    with pytest.raises(ValueError, match="nan"):
+        A.fit_shallow(torch.zeros(2, 1), x, [2], nn.ReLU, steps=1, lr=0.1)
+
+
+def test_fit_shallow_in_float64_and_bad_arguments() -> None:
+    x = torch.linspace(-1, 1, 20, dtype=torch.float64).unsqueeze(1)
+    nets = A.fit_shallow(x, x ** 2, [2, 3], nn.Tanh, steps=5, lr=0.05)
+    assert all(p.dtype == torch.float64 for net in nets for p in net.parameters())
+    start32 = A.fit_shallow(x.float(), (x ** 2).float(), [2, 3], nn.Tanh, steps=0, lr=0.05)
+    start64 = A.fit_shallow(x, x ** 2, [2, 3], nn.Tanh, steps=0, lr=0.05)
+    for a, b in zip(start32, start64):  # one seed, one set of networks, in either precision
+        for p, q in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(p.double(), q)
+    with pytest.raises(ValueError, match="without parentheses"):
+        A.fit_shallow(x, x ** 2, [2], nn.Tanh(), steps=1, lr=0.1)
+    with pytest.raises(ValueError, match="y.to"):
+        A.fit_shallow(x, (x ** 2).float(), [2], nn.Tanh, steps=1, lr=0.1)
+    with pytest.raises(ValueError, match=r"shape \(n, d\)"):
+        A.fit_shallow(x.squeeze(1), x, [2], nn.Tanh, steps=1, lr=0.1)
+    with pytest.raises(ValueError, match="widths"):
+        A.fit_shallow(x, x ** 2, [2, True], nn.Tanh, steps=1, lr=0.1)
+
+
+def test_mlp_and_tools_bad_input() -> None:
+    with pytest.raises(ValueError, match="without parentheses"):
+        A.mlp([2, 3, 1], nn.ReLU())
+    with pytest.raises(ValueError, match="sizes"):
+        A.mlp([2, True, 1], nn.ReLU)
+    net = A.mlp([2, 3, 1], nn.ReLU)
+    with pytest.raises(ValueError, match=r"model.double\(\)"):
+        A.hidden_preactivations(net, torch.zeros(4, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"float\(\)"):
+        A.hidden_preactivations(net, torch.zeros(4, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="nan"):
+        A.dead_units(torch.tensor([[math.nan, 1.0]]))
+    with pytest.raises(ValueError, match=r"\.double\(\)"):
+        A.collapse_linear([nn.Linear(2, 3), nn.Linear(3, 1, dtype=torch.float64)])
+    with pytest.raises(ValueError, match="values.to"):
+        A.relu_interpolant(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="finite"):
+        A.relu_interpolant(torch.tensor([0.0, math.nan]), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("fn", [A.sigmoid, A.tanh, A.relu, A.relu_grad, A.elu, A.gelu, A.silu,
+                                A.gelu_tanh, A.normal_cdf, A.softmax])
+@pytest.mark.parametrize("bad, match", [([0.5, 1.0], "torch.Tensor"), (2.0, "torch.Tensor"),
+                                        (torch.tensor([1, 2]), r"z.float\(\)"),
+                                        (torch.tensor([True]), r"z.float\(\)")])
+def test_every_function_names_the_fix_for_a_bad_z(fn, bad, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        fn(bad)

@@ -24,10 +24,10 @@ COLLAPSE_B2 = torch.tensor([0.5])
 
 
 def tanh_derivative(answer: Any) -> check.Result:
-    """The derivative of tanh at z = 1, as a number."""
-    return check.number(answer, 1 - math.tanh(1.0) ** 2, name="tanh'(1)", rtol=1e-3,
-                        hint="differentiate tanh = sinh / cosh with the quotient rule and write "
-                             "the result in terms of tanh itself; then put in z = 1.")
+    """The derivative of tanh at z = 1, as a number (three significant figures suffice)."""
+    return check.number(answer, 1 - math.tanh(1.0) ** 2, name="tanh'(1)", digits=3,
+                        hint="the text writes tanh'(z) in terms of tanh(z) itself; put in "
+                             "tanh(1) ≈ 0.7616, and mind the square.")
 
 
 def _softmax_inputs() -> list[torch.Tensor]:
@@ -37,17 +37,41 @@ def _softmax_inputs() -> list[torch.Tensor]:
         torch.tensor([1000.0, 1001.0, 1002.0]),
         torch.tensor([-1000.0, 0.0, 1000.0]),
         torch.tensor([[-2.0, 0.0, 2.0, 4.0], [800.0, -800.0, 0.0, 1.0]]),
+        torch.tensor([[[3.0, -1.0], [-700.0, -699.0]], [[0.0, 0.0], [10.0, 30.0]]],
+                     dtype=torch.float64),
     ]
 
 
+def _on_flat_logits(fn: Callable[[torch.Tensor], Any]) -> Callable[..., Any]:
+    """``fn`` called on ``flat.view(shape)``, its result flattened back after a shape check.
+
+    The check passes every test input flat, with its shape, so that a message quoting an input
+    fits on one line; ``fn`` still sees the logits in their real shape (a view, so a change in
+    place still shows).
+    """
+    def on_flat(flat: torch.Tensor, shape: tuple[int, ...]) -> Any:
+        out = fn(flat.view(shape))
+        if out is None or out is Ellipsis:
+            return out
+        out = torch.as_tensor(out)
+        if tuple(out.shape) != shape:
+            raise ValueError(f"returned shape {tuple(out.shape)} for logits of shape {shape}")
+        return out.reshape(-1)
+
+    return on_flat
+
+
 def softmax(fn: Callable[[torch.Tensor], torch.Tensor]) -> check.Result:
-    """A numerically stable softmax over the last dimension of a tensor."""
-    return check.function(fn, lambda z: torch.softmax(z, dim=-1), _softmax_inputs(),
-                          name="stable softmax", rtol=1e-5, atol=1e-7,
-                          hint="exp(1000) overflows to inf. Softmax does not change when the "
-                               "same number is subtracted from every entry: subtract each row's "
-                               "largest entry (amax with keepdim=True) before exp, and sum over "
-                               "dim=-1 only.")
+    """A numerically stable softmax over the last dimension of a tensor (relative precision
+    1e-4, which float32 arithmetic meets)."""
+    answer = fn if check.unanswered(fn) or not callable(fn) else _on_flat_logits(fn)
+    return check.function(answer, _on_flat_logits(lambda z: torch.softmax(z.double(), dim=-1)),
+                          [(z.reshape(-1), tuple(z.shape)) for z in _softmax_inputs()],
+                          name="stable softmax", rtol=1e-4, atol=1e-7,
+                          hint="exp(1000) is inf in floating point. Softmax does not change when "
+                               "the same number is subtracted from every entry of a row: which "
+                               "number keeps every exponent <= 0? Work along the last dimension "
+                               "only, and do not change z in place.")
 
 
 def _gelu(z: float) -> float:
@@ -70,25 +94,34 @@ def _gelu_argmin() -> float:
     return (lo + hi) / 2
 
 
+#: "to three decimals": within half a unit of the third decimal
+_THREE_DECIMALS = 5e-4 + 1e-9
+
+
 def gelu_minimum(answer: Any) -> check.Result:
-    """``(z_min, gelu(z_min))``: where exact GELU is smallest, and its value there."""
+    """``(z_min, gelu(z_min))``: where exact GELU is smallest, and its value there, both to
+    three decimals."""
     z_star = _gelu_argmin()
 
     def test(ans: Any) -> str | None:
-        if not isinstance(ans, (tuple, list)) or len(ans) != 2:
+        pair = None if isinstance(ans, (str, bytes, dict)) else check._as_float_tensor(ans)
+        if pair is None or pair.numel() != 2:
             return "expected a pair (z_min, gelu_min)."
-        z, value = (float(a) for a in ans)
-        if not math.isclose(z, z_star, rel_tol=0, abs_tol=2e-3):
-            return f"z_min = {z:.4g} is not where GELU is smallest."
-        if not math.isclose(value, _gelu(z_star), rel_tol=0, abs_tol=1e-4):
-            return f"gelu_min = {value:.4g} is not GELU's smallest value."
+        z, value = (float(v) for v in pair.reshape(2))
+        if not abs(z - z_star) <= _THREE_DECIMALS:
+            return f"z_min = {z:.4g} is not where GELU is smallest (to three decimals)."
+        if not abs(value - _gelu(z_star)) <= _THREE_DECIMALS:
+            return f"gelu_min = {value:.4g} is not GELU's smallest value (to three decimals)."
         return None
 
     return check.condition(answer, test, name="GELU minimum",
-                           hint="at the minimum the derivative Phi(z) + z phi(z) is zero; it is "
-                                "negative to the left of the minimum and positive between it and "
-                                "0, so bisection on [-2, 0] finds it (or minimise gelu with "
-                                "autograd).")
+                           hint="at the minimum the derivative Φ(z) + z Φ'(z) is zero; it is "
+                                "negative to the left of the minimum and positive between it "
+                                "and 0. The value asked for is GELU(z_min) = z_min Φ(z_min).")
+
+
+def _normalise_name(name: Any) -> str:
+    return str(name).strip().lower().replace(" ", "_").replace("-", "_")
 
 
 def non_monotonic(answer: Any) -> check.Result:
@@ -96,15 +129,17 @@ def non_monotonic(answer: Any) -> check.Result:
     expected = {"gelu", "silu"}
 
     def test(ans: Any) -> str | None:
-        if isinstance(ans, str) or not hasattr(ans, "__iter__"):
-            return "expected a set of names such as {'relu', 'tanh'}."
-        names = {str(a).lower() for a in ans}
+        if isinstance(ans, (str, bytes)) or not hasattr(ans, "__iter__"):
+            return "expected a set of names such as {'relu', 'tanh'}, not one string."
+        names = {_normalise_name(a) for a in ans}
         unknown = names - set(NAMES)
         if unknown:
             return f"{sorted(unknown)} are not among the names {list(NAMES)}."
         if names != expected:
-            return f"right names: {len(names & expected)} of the {len(names)} you gave; the " \
-                   f"answer has {len(expected)} names."
+            right = len(names & expected)
+            missing = ", and some are missing" if expected - names else ""
+            return (f"of the {len(names)} names you gave, {right} "
+                    f"{'is' if right == 1 else 'are'} right{missing}.")
         return None
 
     return check.condition(answer, test, name="non-monotonic activations",
@@ -114,24 +149,30 @@ def non_monotonic(answer: Any) -> check.Result:
 
 
 def collapse(answer: Any) -> check.Result:
-    """``(W, b)`` of the single linear layer equal to the exercise's two stacked layers."""
+    """``(W, b)`` of the single linear layer equal to the exercise's two stacked layers:
+    ``W`` of shape (1, 2) (or the two numbers as shape (2,)), ``b`` one number, exact to 1e-4."""
     W = COLLAPSE_W2 @ COLLAPSE_W1
     b = COLLAPSE_W2 @ COLLAPSE_B1 + COLLAPSE_B2
 
     def test(ans: Any) -> str | None:
         if not isinstance(ans, (tuple, list)) or len(ans) != 2:
             return "expected a pair (W, b)."
-        got_W = torch.as_tensor(ans[0], dtype=torch.float32).reshape(-1)
-        got_b = torch.as_tensor(ans[1], dtype=torch.float32).reshape(-1)
-        if got_W.numel() != 2 or got_b.numel() != 1:
-            return f"W should hold 2 numbers (shape (1, 2)) and b one number, got " \
-                   f"{got_W.numel()} and {got_b.numel()}."
-        if not torch.allclose(got_W, W.reshape(-1), atol=1e-4):
+        got_W, got_b = check._as_float_tensor(ans[0]), check._as_float_tensor(ans[1])
+        if got_W is None or got_b is None:
+            return "W and b should hold numbers (tensors, arrays, lists or numbers)."
+        if tuple(got_W.shape) == (2, 1):
+            return ("W has shape (2, 1): a layer from 2 inputs to 1 output has a weight of "
+                    "shape (out, in) = (1, 2), as nn.Linear stores it. Is W transposed?")
+        if tuple(got_W.shape) not in {(1, 2), (2,)} or got_b.numel() != 1:
+            return f"W should have shape (1, 2) and b hold one number, got shapes " \
+                   f"{tuple(got_W.shape)} and {tuple(got_b.shape)}."
+        if not torch.allclose(got_W.reshape(1, 2), W.double(), rtol=0, atol=1e-4):
             return "W is not right."
-        if not torch.allclose(got_b, b.reshape(-1), atol=1e-4):
+        if not torch.allclose(got_b.reshape(1), b.double(), rtol=0, atol=1e-4):
             return "W is right but b is not."
         return None
 
     return check.condition(answer, test, name="collapsed layer",
-                           hint="apply layer 2 to layer 1's output: W2 (W1 x + b1) + b2, then "
-                                "read off the matrix that multiplies x and the constant.")
+                           hint="apply layer 2 to layer 1's output, W2 (W1 x + b1) + b2, and "
+                                "multiply out: which matrix multiplies x, and which constant is "
+                                "left?")

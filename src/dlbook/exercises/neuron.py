@@ -10,30 +10,63 @@ from dlbook import check
 from dlbook.data import logic_gate
 from dlbook.neuron import step
 
+_GATE_NAMES = ("AND", "OR", "NAND", "NOR", "XOR", "XNOR")
 
-def _gate_test(gate: str, w: Any, b: Any) -> str | None:
-    X, y = logic_gate(gate)
-    w = torch.as_tensor(w, dtype=torch.float32)
-    if w.shape != (2,):
-        return f"w should hold two weights, shape (2,), not {tuple(w.shape)}."
-    pred = step(X @ w + float(b))
-    wrong = [tuple(int(v) for v in x) for x, p, t in zip(X, pred, y) if p != t]
-    if wrong:
-        return f"the neuron is wrong on input(s) {wrong}."
-    return None
+
+def _floats(a: Any, name: str, numel: int) -> torch.Tensor:
+    """``a`` as a float64 tensor with ``numel`` entries (a list, array, tensor or number)."""
+    t = check._as_float_tensor(a)
+    if t is None:
+        raise ValueError(f"{name} should hold numbers, not {type(a).__name__}")
+    if t.numel() != numel:
+        raise ValueError(f"{name} should hold {numel} number{'s' * (numel > 1)}, "
+                         f"got shape {tuple(t.shape)}")
+    return t
+
+
+def _gate_of(outputs: torch.Tensor) -> str:
+    """The name of the gate whose truth table is ``outputs`` (on the rows of logic_gate)."""
+    for name in _GATE_NAMES:
+        if torch.equal(outputs, logic_gate(name)[1].double()):
+            return name
+    table = tuple(int(v) if v == v else v for v in outputs.tolist())
+    return f"no gate of two inputs (outputs {table} on (0,0), (0,1), (1,0), (1,1))"
+
+
+def _wrong_rows(X: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> list[tuple]:
+    return [tuple(int(v) for v in x) for x, g, t in zip(X, got, want) if not g == t]
 
 
 def nand(w: Any, b: Any) -> check.Result:
     """Exercise: weights ``w`` (two numbers) and bias ``b`` of a perceptron computing NAND."""
-    return check.condition((w, b), lambda a: _gate_test("NAND", *a), name="NAND perceptron",
-                           hint="NAND is 'not AND': flip the signs of a working AND neuron.")
+
+    def test(args: tuple) -> str | None:
+        w_ = _floats(args[0], "w", 2)
+        if tuple(w_.shape) not in {(2,), (1, 2)}:
+            return f"w should hold two weights, shape (2,), not {tuple(w_.shape)}."
+        b_ = _floats(args[1], "b", 1).reshape(())
+        X, y = (t.double() for t in logic_gate("NAND"))
+        pred = step(X @ w_.reshape(2) + b_)
+        wrong = _wrong_rows(X, pred, y)
+        if not wrong:
+            return None
+        return f"the neuron computes {_gate_of(pred)}, not NAND: wrong on input(s) {wrong}."
+
+    return check.condition((w, b), test, name="NAND perceptron",
+                           hint="NAND is 'not AND': start from a working AND neuron and flip "
+                                "the sign of its output's condition. Remember that step(0) = 1.")
 
 
 def distance(answer: Any) -> check.Result:
-    """Exercise: the signed distance of x = (2, 1) to the line 3·x₁ + 4·x₂ − 5 = 0."""
-    w, b, x = torch.tensor([3.0, 4.0]), -5.0, torch.tensor([2.0, 1.0])
-    return check.number(answer, float((w @ x + b) / w.norm()), name="signed distance",
-                        hint="divide w·x + b by the length of w, ‖w‖ = 5.")
+    """Exercise: the signed distance of x = (1, −2) to the line 3·x₁ + 4·x₂ − 5 = 0."""
+    w, b, x = torch.tensor([3.0, 4.0]), -5.0, torch.tensor([1.0, -2.0])
+    expected = float((w @ x + b) / w.norm())
+    got = check._as_float_tensor(answer)
+    hint = "use the formula for the signed distance (not its absolute value) with this w and b."
+    if got is not None and got.numel() == 1 and abs(float(got.reshape(())) + expected) < 0.01:
+        hint = ("the size is right, but the distance is signed: on which side of the line is "
+                "x, the one w points to or the other?")
+    return check.number(answer, expected, name="signed distance", digits=3, hint=hint)
 
 
 def _logistic_grad_w(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
@@ -44,33 +77,52 @@ def _logistic_grad_w(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
     return grad
 
 
-def loss_grad_w(fn: Callable[..., Any]) -> check.Result:
-    """Exercise: ``fn(x, y, w, b)`` returns ∂ℓ/∂w of the logistic loss for one example."""
+def _grad_cases() -> list[tuple]:
     gen = torch.Generator().manual_seed(11)
     cases = []
-    for _ in range(5):
-        x, w = torch.randn(3, generator=gen), torch.randn(3, generator=gen)
-        b = torch.randn((), generator=gen)
-        y = torch.randint(0, 2, (), generator=gen).float()
-        cases.append((x, y, w, b))
-    return check.function(fn, _logistic_grad_w, cases, name="logistic-loss gradient",
-                          hint="the gradient is (σ(z) − y)·x with z = w·x + b.")
+    for label, d, dtype in [(0.0, 3, torch.float32), (1.0, 3, torch.float32),
+                            (1.0, 4, torch.float32), (0.0, 2, torch.float64),
+                            (1.0, 3, torch.float64)]:
+        x = 2 * torch.randn(d, generator=gen, dtype=dtype)
+        w = torch.randn(d, generator=gen, dtype=dtype)
+        b = torch.randn((), generator=gen, dtype=dtype)
+        cases.append((x, torch.tensor(label, dtype=dtype), w, b))
+    return cases
+
+
+def loss_grad_w(fn: Callable[..., Any]) -> check.Result:
+    """Exercise: ``fn(x, y, w, b)`` returns ∂ℓ/∂w of the logistic loss for one example."""
+    return check.function(fn, _logistic_grad_w, _grad_cases(), name="logistic-loss gradient",
+                          rtol=1e-4, atol=1e-6,
+                          hint="apply the chain rule through z = w·x + b: ∂ℓ/∂w is ∂ℓ/∂z "
+                               "times ∂z/∂w, and the text works out ∂ℓ/∂z (mind its sign).")
 
 
 def xor_network(W1: Any, b1: Any, w2: Any, b2: Any) -> check.Result:
-    """Exercise: a 2-2-1 network of step neurons, a = step(w2·step(W1 x + b1) + b2), = XOR."""
+    """Exercise: a 2-2-1 network of step neurons, a = step(w2·step(W1 x + b1) + b2), that
+    computes XOR with hidden units that compute OR and NAND (in either order)."""
 
     def test(args: tuple) -> str | None:
-        W1_, b1_, w2_, b2_ = (torch.as_tensor(a, dtype=torch.float32) for a in args)
-        if W1_.shape != (2, 2) or b1_.shape != (2,) or w2_.shape != (2,) or b2_.shape != ():
-            return ("expected shapes W1 (2, 2), b1 (2,), w2 (2,), b2 a number; got "
-                    f"{tuple(W1_.shape)}, {tuple(b1_.shape)}, {tuple(w2_.shape)}, "
-                    f"{tuple(b2_.shape)}.")
-        X, y = logic_gate("XOR")
-        out = step(step(X @ W1_.T + b1_) @ w2_ + b2_)
-        wrong = [tuple(int(v) for v in x) for x, o, t in zip(X, out, y) if o != t]
-        return None if not wrong else f"the network is wrong on input(s) {wrong}."
+        W1_ = _floats(args[0], "W1", 4)
+        if tuple(W1_.shape) != (2, 2):
+            return f"W1 should have shape (2, 2), one row per hidden unit, not " \
+                   f"{tuple(W1_.shape)}."
+        b1_, w2_ = _floats(args[1], "b1", 2).reshape(2), _floats(args[2], "w2", 2).reshape(2)
+        b2_ = _floats(args[3], "b2", 1).reshape(())
+        X, y = (t.double() for t in logic_gate("XOR"))
+        H = step(X @ W1_.T + b1_)
+        units = [_gate_of(H[:, j]) for j in range(2)]
+        if sorted(units) != ["NAND", "OR"]:
+            return (f"the hidden units compute {units[0]} and {units[1]}; the exercise asks "
+                    f"for one OR unit and one NAND unit.")
+        out = step(H @ w2_ + b2_)
+        wrong = _wrong_rows(X, out, y)
+        if wrong:
+            return (f"the hidden units are right ({units[0]}, {units[1]}), but the network "
+                    f"is wrong on input(s) {wrong}.")
+        return None
 
     return check.condition((W1, b1, w2, b2), test, name="XOR network",
-                           hint="let one hidden unit compute OR, the other NAND, and the output "
-                                "unit AND them.")
+                           hint="build each hidden unit like the single neurons above (NAND is "
+                                "the first exercise); then list, for each input, the hidden "
+                                "pair (h1, h2) and the XOR output it must give.")

@@ -146,6 +146,10 @@ def _as_float_tensor(x: Any) -> torch.Tensor | None:
         return None
 
 
+#: The conversion every check uses, public for section checks: a float64 CPU tensor, or None.
+as_float_tensor = _as_float_tensor
+
+
 def _big(v: Any) -> float:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError("not a number")

@@ -104,7 +104,7 @@ def gelu_minimum(answer: Any) -> check.Result:
     z_star = _gelu_argmin()
 
     def test(ans: Any) -> str | None:
-        pair = None if isinstance(ans, (str, bytes, dict)) else check._as_float_tensor(ans)
+        pair = None if isinstance(ans, (str, bytes, dict)) else check.as_float_tensor(ans)
         if pair is None or pair.numel() != 2:
             return "expected a pair (z_min, gelu_min)."
         z, value = (float(v) for v in pair.reshape(2))
@@ -157,7 +157,7 @@ def collapse(answer: Any) -> check.Result:
     def test(ans: Any) -> str | None:
         if not isinstance(ans, (tuple, list)) or len(ans) != 2:
             return "expected a pair (W, b)."
-        got_W, got_b = check._as_float_tensor(ans[0]), check._as_float_tensor(ans[1])
+        got_W, got_b = check.as_float_tensor(ans[0]), check.as_float_tensor(ans[1])
         if got_W is None or got_b is None:
             return "W and b should hold numbers (tensors, arrays, lists or numbers)."
         if tuple(got_W.shape) == (2, 1):

@@ -15,7 +15,7 @@ _GATE_NAMES = ("AND", "OR", "NAND", "NOR", "XOR", "XNOR")
 
 def _floats(a: Any, name: str, numel: int) -> torch.Tensor:
     """``a`` as a float64 tensor with ``numel`` entries (a list, array, tensor or number)."""
-    t = check._as_float_tensor(a)
+    t = check.as_float_tensor(a)
     if t is None:
         raise ValueError(f"{name} should hold numbers, not {type(a).__name__}")
     if t.numel() != numel:
@@ -61,7 +61,7 @@ def distance(answer: Any) -> check.Result:
     """Exercise: the signed distance of x = (1, −2) to the line 3·x₁ + 4·x₂ − 5 = 0."""
     w, b, x = torch.tensor([3.0, 4.0]), -5.0, torch.tensor([1.0, -2.0])
     expected = float((w @ x + b) / w.norm())
-    got = check._as_float_tensor(answer)
+    got = check.as_float_tensor(answer)
     hint = "use the formula for the signed distance (not its absolute value) with this w and b."
     if got is not None and got.numel() == 1 and abs(float(got.reshape(())) + expected) < 0.01:
         hint = ("the size is right, but the distance is signed: on which side of the line is "

@@ -1,4 +1,5 @@
-"""Tests for dlbook.gd (section 1.4) and its exercise checks."""
+"""Tests for dlbook.gd (section 1.4); its exercise checks are tested in
+test_exercises_gradient_descent.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlbook import gd
-from dlbook.exercises import gradient_descent as ex
+from dlbook import gd, losses
 
 F64 = torch.float64
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -67,7 +67,7 @@ def test_gradient_descent_rejects_bad_lr(lr):
 def test_gradient_descent_rejects_bad_inputs():
     with pytest.raises(ValueError, match="steps"):
         gd.gradient_descent(lambda x: x, torch.tensor(1.0), 0.1, -1)
-    with pytest.raises(ValueError, match="floating-point"):
+    with pytest.raises(ValueError, match=r"int64: convert it with x0\.float\(\)"):
         gd.gradient_descent(lambda x: x, torch.tensor([1, 2]), 0.1, 3)
     with pytest.raises(ValueError, match="grad must be a function"):
         gd.gradient_descent(torch.tensor(1.0), torch.tensor(1.0), 0.1, 3)
@@ -274,41 +274,102 @@ def test_sgd_validation():
         gd.sgd_linear_regression(X[0], y, batch_size=2, lr=0.1, epochs=1)
 
 
-# --- exercise checks -----------------------------------------------------------------------
+# --- one mse, and bad input ------------------------------------------------------------------
 
-def test_exercise_max_lr(capsys):
-    assert ex.max_lr(1 / 3)
-    assert not ex.max_lr(2.0)
-    assert ex.max_lr(...).status == "unanswered"
-    assert "not answered yet" in capsys.readouterr().out
-
-
-def test_exercise_best_lr():
-    assert ex.best_lr(2 / 7, 5 / 7)
-    assert not ex.best_lr(1 / 3, 5 / 7)
-    assert not ex.best_lr(2 / 7, 0.5)
-    assert ex.best_lr(..., 5 / 7).status == "unanswered"
-
-
-def test_exercise_steps_to_tolerance():
-    assert ex.steps_to_tolerance(28)
-    assert not ex.steps_to_tolerance(27)
-    assert not ex.steps_to_tolerance(27.05)
-    assert ex.steps_to_tolerance(...).status == "unanswered"
+@SETTINGS
+@given(n=st.integers(1, 30), d=st.integers(1, 6), seed=st.integers(0, 10_000),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_mse_is_losses_mse_of_the_predictions(n, d, seed, dtype):
+    X, y, w = gd.linear_regression_data(n, d, generator=torch.Generator().manual_seed(seed),
+                                        dtype=dtype)
+    assert X.dtype == y.dtype == w.dtype == dtype
+    torch.testing.assert_close(gd.mse(X, y, w), losses.mse(X @ w, y))
+    torch.testing.assert_close(gd.mse(X, y, w), torch.nn.functional.mse_loss(X @ w, y))
+    G = gd.per_example_grads(X, y, w)
+    assert G.shape == (n, d) and G.dtype == dtype
+    assert gd.minibatch_noise_theory(G, n) == 0.0 and gd.minibatch_noise_theory(G, 1) >= 0
 
 
-def test_exercise_gd_step():
-    assert ex.gd_step(lambda x, A, b, lr: x - lr * (A @ x - b))
-    assert not ex.gd_step(lambda x, A, b, lr: x - lr * A @ x)      # forgot b
-    assert not ex.gd_step(lambda x, A, b, lr: x + lr * (A @ x - b))  # uphill
+@SETTINGS
+@given(seed=st.integers(0, 10_000), batch_size=st.integers(1, 12),
+       replacement=st.booleans())
+def test_sgd_logs_what_it_promises(seed, batch_size, replacement):
+    X, y, _ = gd.linear_regression_data(12, 3, generator=torch.Generator().manual_seed(seed),
+                                        dtype=F64)
+    seen, history, w = gd.sgd_linear_regression(
+        X, y, batch_size=batch_size, lr=0.01, epochs=2, replacement=replacement,
+        log_every=batch_size, generator=torch.Generator().manual_seed(seed))
+    assert len(seen) == len(history) == 1 + 2 * (12 // batch_size)       # once a step
+    assert len(gd.sgd_linear_regression(X, y, batch_size=batch_size, lr=0.01, epochs=2)[0]) == 3
+    assert seen == sorted(seen) and history[0] == pytest.approx(float(gd.mse(X, y, 0 * w)))
+    assert history[-1] == pytest.approx(float(gd.mse(X, y, w)))
+    assert w.dtype == F64 and w.shape == (3,)
 
-    def unfinished(x, A, b, lr):
-        ...
 
-    assert ex.gd_step(unfinished).status == "unanswered"
+def test_sgd_with_replacement_differs_but_reproduces():
+    X, y, _ = gd.linear_regression_data(32, 2, generator=torch.Generator().manual_seed(3))
+    run = lambda r: gd.sgd_linear_regression(  # noqa: E731
+        X, y, batch_size=4, lr=0.05, epochs=2, replacement=r,
+        generator=torch.Generator().manual_seed(0))[2]
+    assert torch.equal(run(True), run(True))
+    assert not torch.equal(run(True), run(False))
 
 
-def test_exercise_batch_noise():
-    assert ex.batch_noise(4 / 10 * 990 / 999)
-    assert not ex.batch_noise(0.4 * 0.9)
-    assert ex.batch_noise(...).status == "unanswered"
+def test_sgd_leaves_w0_alone():
+    X, y, _ = gd.linear_regression_data(16, 2, generator=torch.Generator().manual_seed(4))
+    w0 = torch.ones(2)
+    gd.sgd_linear_regression(X, y, batch_size=4, lr=0.05, epochs=1, w0=w0)
+    assert torch.equal(w0, torch.ones(2))
+
+
+def test_quadratic_grad_refuses_an_integer_point():
+    """x @ A with an integer x used to cast A to int and round: [1, 8] instead of [1.75, 7.3]."""
+    q = gd.quadratic_2d(1.0, 4.0, angle=0.5)
+    with pytest.raises(ValueError, match=r"int64: convert it with x\.float\(\)"):
+        q.grad(torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"x\.float\(\)"):
+        q(torch.tensor([1, 2]))
+    torch.testing.assert_close(q.grad(torch.tensor([1.0, 2.0], dtype=F64)),
+                               q.A @ torch.tensor([1.0, 2.0], dtype=F64))
+
+
+X8, y8, w8 = (t.double() for t in gd.linear_regression_data(
+    8, 2, generator=torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gd.gradient_descent(lambda x: x.float(), torch.tensor([1.0], dtype=F64), 0.1, 2),
+     r"grad\(x\) is torch.float32 but x is torch.float64"),
+    (lambda: gd.gradient_descent(lambda x: x[:, None], torch.tensor([1.0, 2.0]), 0.1, 2),
+     r"x's shape \(2,\), got \(2, 1\)"),
+    (lambda: gd.gradient_descent(lambda x: 1.0, torch.tensor([1.0]), 0.1, 2), "got float"),
+    (lambda: gd.gradient_descent(lambda x: x, True, 0.1, 2), "got bool"),
+    (lambda: gd.Quadratic(torch.eye(2)).grad([1.0, 2.0]), "must be a tensor"),
+    (lambda: gd.Quadratic(torch.eye(2)).grad(torch.tensor(1.0)), r"shape \(\.\.\., 2\)"),
+    (lambda: gd.quadratic_2d(1.0, float("inf")), "0 < lam_min <= lam_max"),
+    (lambda: gd.quadratic_2d("1", 2.0), "numbers"),
+    (lambda: gd.fit_rate([1.0, 0.5]), "tensor of iterates"),
+    (lambda: gd.linear_regression_data(10, 2, noise=float("nan")), "noise"),
+    (lambda: gd.linear_regression_data(10, 2, dtype=torch.int64), "floating-point"),
+    (lambda: gd.mse(X8, y8.float(), w8), r"y is torch.float32 but X is torch.float64"),
+    (lambda: gd.mse(X8, y8, w8.float()), r"w\.to\(X\.dtype\)"),
+    (lambda: gd.mse(X8.long(), y8, w8), r"X\.float\(\)"),
+    (lambda: gd.mse(X8, y8[:, None], w8), r"y of shape \(8,\)"),
+    (lambda: gd.mse(X8.numpy(), y8, w8), "must be a tensor"),
+    (lambda: gd.per_example_grads(X8, y8, w8.float()), "float32"),
+    (lambda: gd.minibatch_noise(torch.ones(4, 2, dtype=torch.long), 2), r"G\.float\(\)"),
+    (lambda: gd.minibatch_noise_theory(torch.ones(0, 2), 1), "n >= 1"),
+    (lambda: gd.minibatch_noise(torch.ones(4, 2), 2, trials=0), "trials"),
+    (lambda: gd.sgd_linear_regression(X8, y8, batch_size=2, lr=0.1, epochs=1,
+                                      w0=torch.zeros(2)), r"w is torch.float32"),
+    (lambda: gd.sgd_linear_regression(X8.float(), y8, batch_size=2, lr=0.1, epochs=1),
+     r"y is torch.float64 but X is torch.float32"),
+    (lambda: gd.sgd_linear_regression(X8, y8, batch_size=2, lr=0.1, epochs=1, log_every=0),
+     "log_every"),
+    (lambda: gd.sgd_linear_regression(X8, y8, batch_size=2.0, lr=0.1, epochs=1), "batch_size"),
+    (lambda: gd.sgd_linear_regression(X8, y8, batch_size=2, lr=0.1, epochs=1,
+                                      w0=[0.0, 0.0]), "must be a tensor"),
+])
+def test_bad_inputs_raise_a_value_error_that_says_what_to_do(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

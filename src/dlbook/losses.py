@@ -6,6 +6,11 @@ Every loss here is a negative log-likelihood averaged over the examples (mean re
 * :func:`binary_cross_entropy_with_logits` — a Bernoulli with ``p = sigmoid(z)`` (yes/no);
 * :func:`cross_entropy` — a categorical with ``p = softmax(z)`` (one of C classes).
 
+Around the cross-entropy: :func:`entropy` of a target distribution, :func:`kl_divergence` from
+the target to the prediction (``cross_entropy = entropy + kl_divergence``) and
+:func:`perplexity`, ``exp(cross_entropy)``, the effective number of classes the model hesitates
+between (all in nats, with the natural logarithm).
+
 The classification losses take *logits* ``z``, not probabilities: the log of a probability is
 computed directly from ``z`` with the log-sum-exp trick (:func:`logsumexp`), which is exact where
 ``log(softmax(z))`` would give ``-inf``. Each function matches its ``torch.nn.functional``
@@ -24,10 +29,12 @@ from dlbook import activations
 
 
 def _check_float(name: str, x: object) -> None:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        kind = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a floating-point tensor, got {kind}; convert it with "
-                         "torch.as_tensor(..., dtype=torch.float32)")
+    if isinstance(x, torch.Tensor) and not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}; convert it "
+                         f"with {name}.float()")
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a floating-point tensor, got {type(x).__name__}; "
+                         "convert it with torch.as_tensor(..., dtype=torch.float32)")
 
 
 def _check_dim(z: torch.Tensor, dim: int) -> None:
@@ -35,6 +42,19 @@ def _check_dim(z: torch.Tensor, dim: int) -> None:
         raise ValueError(f"dim={dim} is out of range for a tensor of shape {tuple(z.shape)}")
     if z.shape[dim] == 0:
         raise ValueError(f"cannot normalise over an empty dimension (shape {tuple(z.shape)})")
+
+
+def _check_pair(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
+    """Two tensors of one loss must have the same shape and live on the same device."""
+    if a.shape != b.shape:
+        raise ValueError(f"{a_name} has shape {tuple(a.shape)} but {b_name} "
+                         f"{tuple(b.shape)}; make them equal (e.g. {a_name}.squeeze(-1)) "
+                         "instead of broadcasting")
+    if a.device != b.device:
+        raise ValueError(f"{a_name} is on {a.device} but {b_name} on {b.device}; move one "
+                         f"with .to({a_name}.device)")
+    if a.numel() == 0:
+        raise ValueError(f"{a_name} is empty: a mean over no examples is undefined")
 
 
 def _shift(z: torch.Tensor, dim: int) -> torch.Tensor:
@@ -101,10 +121,7 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     _check_float("pred", pred)
     _check_float("target", target)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred has shape {tuple(pred.shape)} but target "
-                         f"{tuple(target.shape)}; make them equal (e.g. "
-                         "pred.squeeze(-1)) instead of broadcasting")
+    _check_pair("pred", pred, "target", target)
     return ((pred - target) ** 2).mean()
 
 
@@ -119,9 +136,9 @@ def gaussian_nll(mean: torch.Tensor, target: torch.Tensor,
     """
     _check_float("mean", mean)
     _check_float("target", target)
-    if mean.shape != target.shape:
-        raise ValueError(f"mean has shape {tuple(mean.shape)} but target "
-                         f"{tuple(target.shape)}; make them equal")
+    _check_pair("mean", mean, "target", target)
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, torch.Tensor)):
+        raise ValueError(f"sigma must be a positive number or tensor, got {sigma!r}")
     sigma = torch.as_tensor(sigma, dtype=mean.dtype, device=mean.device)
     if not bool((sigma > 0).all()):
         raise ValueError("sigma must be positive (it is a standard deviation)")
@@ -140,10 +157,7 @@ def binary_cross_entropy_with_logits(logits: torch.Tensor,
     """
     _check_float("logits", logits)
     _check_float("targets", targets)
-    if logits.shape != targets.shape:
-        raise ValueError(f"logits have shape {tuple(logits.shape)} but targets "
-                         f"{tuple(targets.shape)}; they must match (one target per "
-                         "logit)")
+    _check_pair("logits", logits, "targets", targets)
     return (softplus(logits) - targets * logits).mean()
 
 
@@ -152,38 +166,68 @@ def binary_cross_entropy_with_logits_grad(logits: torch.Tensor,
     """The hand-derived gradient of :func:`binary_cross_entropy_with_logits`:
     ``(sigmoid(z) - y) / n`` for ``n`` logits."""
     _check_float("logits", logits)
-    if logits.shape != targets.shape:
-        raise ValueError(f"logits have shape {tuple(logits.shape)} but targets "
-                         f"{tuple(targets.shape)}; they must match")
+    _check_float("targets", targets)
+    _check_pair("logits", logits, "targets", targets)
     return (torch.sigmoid(logits) - targets) / logits.numel()
 
 
-def _check_class_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
+def _class_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Validate (batch, classes) logits and their targets; return the targets ready to use.
+
+    Class indices of any integer dtype (uint8, int32, ...) come back as int64; probability
+    targets (float, the logits' shape, rows summing to 1) come back unchanged.
+    """
     _check_float("logits", logits)
     if logits.ndim != 2:
         raise ValueError(f"expected logits of shape (batch, classes), got {tuple(logits.shape)}; "
                          "for one example use logits[None]")
+    if logits.shape[0] == 0:
+        raise ValueError("the batch is empty: a mean over no examples is undefined")
     if not isinstance(targets, torch.Tensor):
-        raise ValueError(f"targets must be a tensor, got {type(targets).__name__}")
+        raise ValueError(f"targets must be a tensor, got {type(targets).__name__}; "
+                         "use torch.tensor(...)")
+    if targets.device != logits.device:
+        raise ValueError(f"targets are on {targets.device} but logits on {logits.device}; "
+                         "move them with targets.to(logits.device)")
     if targets.is_floating_point():
         if targets.shape != logits.shape:
-            raise ValueError(f"probability targets must have the logits' shape "
-                             f"{tuple(logits.shape)}, got {tuple(targets.shape)}; class indices "
-                             "must be an integer tensor of shape (batch,)")
-        return
+            raise ValueError(f"targets are {targets.dtype} of shape {tuple(targets.shape)}: "
+                             "class indices must be an integer tensor of shape "
+                             f"({logits.shape[0]},) (convert with .long()); probability targets "
+                             f"need the logits' shape {tuple(logits.shape)}")
+        _check_rows_are_distributions("targets", targets)
+        return targets
+    if targets.dtype == torch.bool or targets.is_complex():
+        raise ValueError(f"targets are {targets.dtype}: class indices must be integers "
+                         "(convert with .long()); for yes/no labels with one logit use "
+                         "binary_cross_entropy_with_logits with targets.float()")
     if targets.shape != logits.shape[:1]:
         raise ValueError(f"expected integer class targets of shape ({logits.shape[0]},), got "
                          f"{tuple(targets.shape)}; one-hot targets must be float")
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]):
+    targets = targets.long()
+    low, high = int(targets.min()), int(targets.max())
+    if low < 0 or high >= logits.shape[1]:
         raise ValueError(f"class targets must lie in [0, {logits.shape[1] - 1}], got values from "
-                         f"{int(targets.min())} to {int(targets.max())}")
+                         f"{low} to {high}")
+    return targets
+
+
+def _check_rows_are_distributions(name: str, q: torch.Tensor) -> None:
+    """Each row of ``q`` must be a probability distribution: entries >= 0 that sum to 1."""
+    if q.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    tol = max(1e-3, 16 * torch.finfo(q.dtype).eps)
+    if not bool((q >= 0).all()) or not bool(((q.sum(dim=-1) - 1).abs() <= tol).all()):
+        raise ValueError(f"each row of {name} must be a probability distribution (entries >= 0 "
+                         "that sum to 1); for logits use softmax(...) first")
 
 
 def nll_loss(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean of ``-log_probs[i, targets[i]]``: the negative log-likelihood of the true classes."""
-    _check_class_targets(log_probs, targets)
-    if targets.is_floating_point():
-        raise ValueError("nll_loss takes integer class targets of shape (batch,)")
+    if isinstance(targets, torch.Tensor) and targets.is_floating_point():
+        raise ValueError(f"nll_loss takes integer class targets of shape (batch,), got "
+                         f"{targets.dtype}; convert with .long()")
+    targets = _class_targets(log_probs, targets)
     rows = torch.arange(log_probs.shape[0], device=log_probs.device)
     return -log_probs[rows, targets].mean()
 
@@ -196,7 +240,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     example, or a float tensor of target probabilities with the logits' shape, for
     ``-Σ_k q_k log p_k``.
     """
-    _check_class_targets(logits, targets)
+    targets = _class_targets(logits, targets)
     log_p = log_softmax(logits, dim=-1)
     if targets.is_floating_point():
         return -(targets * log_p).sum(dim=-1).mean()
@@ -206,8 +250,43 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The hand-derived gradient of :func:`cross_entropy`: ``(softmax(z) - y) / batch``,
     where ``y`` is the one-hot encoding of integer targets (or the target probabilities)."""
-    _check_class_targets(logits, targets)
-    y = targets
-    if not targets.is_floating_point():
-        y = torch.nn.functional.one_hot(targets, logits.shape[1]).to(logits.dtype)
+    y = _class_targets(logits, targets)
+    if not y.is_floating_point():
+        y = torch.nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
     return (softmax(logits, dim=-1) - y) / logits.shape[0]
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Mean entropy ``H(q) = -Σ_k q_k log q_k`` of the rows of ``probs`` (batch, classes).
+
+    In nats (natural logarithm). ``0 · log 0`` counts as 0, its limit, so a one-hot row has
+    entropy 0 and a uniform row over C classes ``log C``, the largest possible.
+    """
+    _check_float("probs", probs)
+    if probs.ndim != 2:
+        raise ValueError(f"expected probs of shape (batch, classes), got {tuple(probs.shape)}; "
+                         "for one distribution use probs[None]")
+    _check_rows_are_distributions("probs", probs)
+    return -torch.xlogy(probs, probs).sum(dim=-1).mean()
+
+
+def kl_divergence(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean ``KL(q || p) = Σ_k q_k (log q_k - log p_k)`` with ``p = softmax(logits)``.
+
+    ``targets`` ``q`` as for :func:`cross_entropy` (class indices or probabilities). It is
+    never negative, 0 exactly when ``p = q``, and ``cross_entropy - entropy(q)``; it equals
+    ``F.kl_div(log_softmax(logits), q, reduction="batchmean")``.
+    """
+    q = _class_targets(logits, targets)
+    if not q.is_floating_point():
+        return cross_entropy(logits, q)               # one-hot q: H(q) = 0
+    return (torch.xlogy(q, q) - q * log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def perplexity(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``exp(cross_entropy(logits, targets))``: the effective number of classes the model
+    hesitates between; ``C`` for a uniform prediction over ``C`` classes, 1 for a perfect one.
+
+    For class indices it is ``1 / geometric mean of p(true class)``.
+    """
+    return torch.exp(cross_entropy(logits, targets))

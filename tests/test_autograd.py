@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from dlbook.autograd import (MLP, Layer, Neuron, Value, draw_graph,  # noqa: E402
-                             mlp_forward_torch, topological_order)
-from dlbook.exercises import autograd as ex  # noqa: E402
+                             mlp_forward_torch, mlp_to_torch, topological_order)
 
 F64 = torch.float64
 # Fixed examples (derandomize) and no example database: the same cases on every run.
@@ -269,13 +268,23 @@ def test_invalid_inputs_raise():
         v ** math.inf
     with pytest.raises(ValueError, match="positive"):
         Value(0.0).log()
-    with pytest.raises(TypeError, match="real number"):
+    with pytest.raises(ValueError, match="real number"):
         Value("3")
-    with pytest.raises(TypeError, match="real number"):
+    with pytest.raises(ValueError, match="real number"):
         Value(True)
+    with pytest.raises(ValueError, match=r"t\.item\(\)"):
+        Value(torch.tensor(3.0))
+    with pytest.raises(ValueError, match="finite"):
+        Value(math.nan)
+    with pytest.raises(ValueError, match="overflowed"):
+        Value(1e200) * Value(1e200)
+    with pytest.raises(ValueError, match="finite"):
+        Value(10**400)
     with pytest.raises(TypeError):
         v + "a"
-    with pytest.raises(TypeError, match="Value"):
+    with pytest.raises(TypeError):
+        "a" - v
+    with pytest.raises(ValueError, match="Value"):
         topological_order(3.0)
     assert (Value(-2.0) ** 3).data == -8.0  # integer exponents are fine for negative bases
     assert (Value(-2.0) ** 2.0).data == 4.0
@@ -290,7 +299,7 @@ def test_network_inputs_are_validated():
         Layer(2, 0)
     with pytest.raises(ValueError, match="nouts"):
         MLP(2, [])
-    with pytest.raises(ValueError, match="expected 2 inputs"):
+    with pytest.raises(ValueError, match="expected a list of 2 inputs"):
         MLP(2, [3, 1])([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="shape"):
         mlp_forward_torch(MLP(2, [3, 1]), torch.zeros(4, 3))
@@ -302,6 +311,11 @@ def test_mlp_repr_lists_every_size():
 
 
 # ----- the tiny network ---------------------------------------------------------------------
+def _torch_grads_in_parameter_order(params):
+    """parameters() lists each neuron's weights, then its bias: the rows of [W | b]."""
+    return torch.cat([torch.cat([W.grad, b.grad[:, None]], dim=1).flatten() for W, b in params])
+
+
 def test_mlp_matches_torch_forward_and_gradients():
     random.seed(1)
     model = MLP(2, [4, 3, 1])
@@ -310,23 +324,78 @@ def test_mlp_matches_torch_forward_and_gradients():
     loss = sum((model(x) ** 2 for x in X), Value(0.0))
     model.zero_grad()
     loss.backward()
-    # The same network written with torch tensors, from the same numbers.
-    params = [torch.tensor(p.data, dtype=F64, requires_grad=True) for p in model.parameters()]
-    it = iter(params)
-    h = torch.tensor(X, dtype=F64)
-    for i, layer in enumerate(model.layers):
-        rows, bs = [], []
-        for n in layer.neurons:
-            rows.append(torch.stack([next(it) for _ in n.w]))
-            bs.append(next(it))
-        h = h @ torch.stack(rows).T + torch.stack(bs)
-        if i < len(model.layers) - 1:
-            h = torch.tanh(h)
-    (h**2).sum().backward()
+    params = mlp_to_torch(model, requires_grad=True)
+    (mlp_forward_torch(model, torch.tensor(X, dtype=F64), params) ** 2).sum().backward()
     torch.testing.assert_close(torch.tensor([p.grad for p in model.parameters()], dtype=F64),
-                               torch.stack([p.grad for p in params]))
+                               _torch_grads_in_parameter_order(params))
     outs = torch.tensor([model(x).data for x in X], dtype=F64)
     torch.testing.assert_close(mlp_forward_torch(model, torch.tensor(X, dtype=F64)), outs)
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(nin=st.integers(1, 3), nouts=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+       activation=st.sampled_from(["tanh", "relu", "sigmoid", "linear"]),
+       seed=st.integers(0, 99), n=st.integers(1, 4))
+def test_random_mlps_match_their_torch_form(nin, nouts, activation, seed, n):
+    random.seed(seed)
+    model = MLP(nin, nouts, activation)
+    X = torch.randn(n, nin, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    outs = [model(x) for x in X.tolist()]
+    outs = [o if isinstance(o, list) else [o] for o in outs]
+    loss = sum((v * v for o in outs for v in o), Value(0.0))
+    loss.backward()
+    params = mlp_to_torch(model, requires_grad=True)
+    got = mlp_forward_torch(model, X, params)
+    want = torch.tensor([[v.data for v in o] for o in outs], dtype=F64)
+    torch.testing.assert_close(got.reshape(want.shape), want)
+    (got**2).sum().backward()
+    torch.testing.assert_close(_torch_grads_in_parameter_order(params),
+                               torch.tensor([p.grad for p in model.parameters()], dtype=F64))
+    assert all(W.shape == (len(l.neurons), len(l.neurons[0].w)) for (W, _), l in
+               zip(params, model.layers))
+    float32 = mlp_forward_torch(model, X.float())
+    assert float32.dtype == torch.float32
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: mlp_forward_torch(MLP(2, [3, 1]), torch.zeros(4, 2, dtype=torch.long)),
+     r"convert it with \.double\(\)"),
+    (lambda: mlp_forward_torch(MLP(2, [3, 1]), [[0.0, 1.0]]), r"shape \(n, 2\)"),
+    (lambda: mlp_forward_torch(MLP(2, [3, 1]), torch.zeros(2)), r"shape \(n, 2\), got \(2,\)"),
+    (lambda: mlp_forward_torch(MLP(2, [3, 1]), torch.zeros(4, 2),
+                               mlp_to_torch(MLP(2, [4, 1]))), "pairs of mlp_to_torch"),
+    (lambda: mlp_forward_torch(Neuron(2), torch.zeros(4, 2)), "expected a dlbook.autograd.MLP"),
+    (lambda: mlp_to_torch("model"), "expected a dlbook.autograd.MLP"),
+    (lambda: MLP(2, 3), "nouts must list"),
+    (lambda: MLP(2, [3, 0]), "nout must be a positive int"),
+    (lambda: Neuron(2.0), "nin must be a positive int"),
+    (lambda: Neuron(True), "nin must be a positive int"),
+    (lambda: Neuron(2)(0.5), "expected a list of 2 inputs"),
+    (lambda: Neuron(2)(["a", 1.0]), "expected a list of 2 inputs"),
+    (lambda: MLP(2, [3, 1])(torch.zeros(2, 2).tolist()), "expected a list of 2 inputs"),
+    (lambda: draw_graph(Value(1.0), max_nodes=0), "max_nodes must be a positive int"),
+])
+def test_bad_network_input_names_the_fix(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(size=st.floats(1e-2, 1e3), sign=st.sampled_from([-1.0, 1.0]),
+       k=st.one_of(st.integers(-3, 4), st.floats(-2.5, 2.5)))
+def test_power_of_a_constant_matches_torch_or_says_why_not(size, sign, k):
+    x = sign * size
+    v = Value(x)
+    if x < 0 and not float(k).is_integer():
+        with pytest.raises(ValueError, match="integer exponent"):
+            v ** k
+        return
+    out = v ** k
+    out.backward()
+    t = torch.tensor(x, dtype=F64, requires_grad=True)
+    (t**k).backward()
+    assert math.isclose(out.data, float(t.detach() ** k), rel_tol=1e-12, abs_tol=1e-300)
+    assert math.isclose(v.grad, t.grad.item(), rel_tol=1e-9, abs_tol=1e-300)
 
 
 def test_mlp_learns_xor():
@@ -360,69 +429,3 @@ def test_draw_graph_draws_every_node_and_op():
         draw_graph(big)
 
 
-# ----- the exercise checks ------------------------------------------------------------------
-def _softplus(v):
-    s = math.log1p(math.exp(v.data))
-    out = Value(s, (v,), "softplus")
-
-    def _backward(g):
-        v.grad += g / (1 + math.exp(-v.data))
-
-    out._backward = _backward
-    return out
-
-
-def _softplus_overwrites(v):
-    out = Value(math.log1p(math.exp(v.data)), (v,), "softplus")
-
-    def _backward(g):
-        v.grad = g / (1 + math.exp(-v.data))
-
-    out._backward = _backward
-    return out
-
-
-def _power(a, b):
-    out = Value(a.data**b.data, (a, b), "pow")
-
-    def _backward(g):
-        a.grad += b.data * a.data ** (b.data - 1) * g
-        b.grad += out_data * math.log(a.data) * g
-
-    out_data = out.data
-    out._backward = _backward
-    return out
-
-
-def _power_wrong(a, b):
-    out = Value(a.data**b.data, (a, b), "pow")
-
-    def _backward(g):
-        a.grad += b.data * a.data ** (b.data - 1) * g
-        b.grad += math.log(a.data) * g  # forgot the factor a**b
-
-    out._backward = _backward
-    return out
-
-
-def _todo(*args):
-    ...
-
-
-def test_exercise_checks(capsys):
-    assert ex.hand_gradient((6.0, -18.0))
-    assert not ex.hand_gradient((6.0, -9.0))
-    assert ex.hand_gradient(...).status == "unanswered"
-    assert ex.shared_node((33.0, 66.0))
-    assert not ex.shared_node((33.0, 33.0))
-    assert ex.shared_node((..., ...)).status == "unanswered"
-    assert ex.softplus(_softplus)
-    assert not ex.softplus(_softplus_overwrites)
-    assert not ex.softplus(lambda v: (1 + v.exp()).log())  # right numbers, but not one node
-    assert ex.softplus(_todo).status == "unanswered"
-    assert ex.softplus(...).status == "unanswered"
-    assert ex.power(_power)
-    assert not ex.power(_power_wrong)
-    assert ex.power(_todo).status == "unanswered"
-    out = capsys.readouterr().out
-    assert "Hint" in out and "not answered yet" in out

@@ -45,6 +45,15 @@ def _momentum_no_return(p, g, buf, lr, mu):
     buf_new = mu * buf + g  # noqa: F841 - forgot to return
 
 
+def _momentum_nesterov(p, g, buf, lr, mu):  # Nesterov's step, not the heavy ball's
+    b = mu * buf + g
+    return p - lr * (g + mu * b), b
+
+
+def _momentum_parameter_only(p, g, buf, lr, mu):  # returns one tensor, not the pair
+    return p - lr * (mu * buf + g)
+
+
 theta_1 = 0.5 - 0.1 * -3.0 / (3.0 + 1e-8)
 lr_35 = 0.5 * 0.1 * (1 + math.cos(math.pi * 25 / 100))
 
@@ -55,11 +64,14 @@ CASES = [
     Case(ex.momentum_step, solution=_momentum, takes_function=True,
          right=[_momentum_float32, _momentum_tuple_of_lists],
          wrong=[_momentum_in_place, _momentum_old_buffer, _momentum_dampened,
-                _momentum_no_return]),
+                _momentum_no_return, _momentum_nesterov, _momentum_parameter_only]),
     Case(ex.warmup_cosine, solution=lr_35, right=[0.0854, round(lr_35, 5)],
          wrong=[0.5 * 0.1 * (1 + math.cos(math.pi * 35 / 110)), 0.1, 0.5 * 0.1]),
     Case(ex.dropout_variance, solution=1.0, right=[1, 4 * 0.2 / 0.8],
          wrong=[4.0, 0.8, 4 * 0.2 * 0.8]),
+    Case(ex.clip_factor, solution=6.5 / math.sqrt(3**2 + 4**2 + 12**2),
+         right=[0.5, 6.5 / (13 + 1e-6), torch.tensor(0.5), 0.4999],
+         wrong=[6.5 / 17, 6.5 / 12, 1.0, 2.0, 13.0]),
 ]
 
 

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from torch.optim import lr_scheduler as S
 
 from dlbook import optim as O
-from dlbook.exercises import optimizers as ex
 
 SHAPES = [[(3,)], [(2, 3), (4,)], [(1,), (2, 2, 2), (5, 1)]]
 TIGHT = dict(rtol=1e-10, atol=1e-12)
@@ -366,34 +365,202 @@ def test_early_stopping_picks_the_best_epoch_and_waits_patience_epochs():
         O.EarlyStopping(min_delta=-1.0)
 
 
-# --- exercise checks ------------------------------------------------------------------------
+# --- gradient clipping ----------------------------------------------------------------------
 
-def test_exercise_checks_pass_right_fail_wrong_and_wait_for_answers(capsys):
-    p1 = 0.5 + 0.1 * 3.0 / (3.0 + 1e-8)
-    assert ex.adam_first_step(p1) and not ex.adam_first_step(0.5 + 0.1 * 3.0 * 0.1)
-    assert ex.momentum_gain(20) and not ex.momentum_gain(0.95)
-    assert ex.warmup_cosine(0.1 * (1 + math.cos(math.pi * 25 / 100)) / 2)
-    assert not ex.warmup_cosine(0.1 * (1 + math.cos(math.pi * 35 / 110)) / 2)
-    assert ex.dropout_variance(1.0) and not ex.dropout_variance(4.0)
+def _with_grads(shapes, scale, seed, dtype=torch.float64, none_at=()):
+    """Two identical parameter lists with the same random gradients (None at ``none_at``)."""
+    gen = torch.Generator().manual_seed(seed)
+    ours, theirs = [], []
+    for i, shape in enumerate(shapes):
+        p = torch.randn(shape, generator=gen, dtype=dtype)
+        g = scale * torch.randn(shape, generator=gen, dtype=dtype)
+        a, b = p.clone().requires_grad_(), p.clone().requires_grad_()
+        if i not in none_at:
+            a.grad, b.grad = g.clone(), g.clone()
+        ours.append(a)
+        theirs.append(b)
+    return ours, theirs
 
-    def right(p, g, buf, lr, mu):
-        b = mu * buf + g
-        return p - lr * b, b
 
-    def nesterov(p, g, buf, lr, mu):
-        b = mu * buf + g
-        return p - lr * (g + mu * b), b
+shape_lists = st.lists(st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple),
+                       min_size=1, max_size=4)
 
-    def todo(p, g, buf, lr, mu):
-        ...
 
-    assert ex.momentum_step(right)
-    assert not ex.momentum_step(nesterov)
-    assert not ex.momentum_step(lambda *a: a[0])
-    capsys.readouterr()
-    for check, blank in [(ex.adam_first_step, ...), (ex.momentum_gain, ...),
-                         (ex.warmup_cosine, ...), (ex.dropout_variance, ...),
-                         (ex.momentum_step, ...), (ex.momentum_step, todo)]:
-        result = check(blank)
-        assert not result and result.status == "unanswered"
-    assert capsys.readouterr().out.count("not answered yet") == 6
+@settings(max_examples=80, deadline=None)
+@given(shapes=shape_lists, scale=st.sampled_from([1e-4, 0.01, 0.3, 1.0, 5.0, 100.0]),
+       max_norm=st.sampled_from([0.0, 0.1, 1.0, 2.5, 50.0, math.inf]), seed=st.integers(0, 99),
+       dtype=st.sampled_from([torch.float32, torch.float64]),
+       none_at=st.sets(st.integers(0, 3), max_size=2))
+def test_clip_grad_norm_matches_torch(shapes, scale, max_norm, seed, dtype, none_at):
+    ours, theirs = _with_grads(shapes, scale, seed, dtype, none_at)
+    total = O.clip_grad_norm_(ours, max_norm)
+    want = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+    tol = dict(rtol=1e-5, atol=1e-7) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(total, want, **tol)
+    for a, b in zip(ours, theirs):
+        assert (a.grad is None) == (b.grad is None)
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, **tol)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes=shape_lists, scale=st.floats(1e-3, 1e3), max_norm=st.floats(1e-3, 1e3),
+       seed=st.integers(0, 99))
+def test_clipping_keeps_the_direction_and_bounds_the_norm(shapes, scale, max_norm, seed):
+    params, _ = _with_grads(shapes, scale, seed)
+    before = torch.cat([p.grad.flatten() for p in params])
+    total = O.clip_grad_norm_(params, max_norm)
+    after = torch.cat([p.grad.flatten() for p in params])
+    torch.testing.assert_close(total, before.norm(), rtol=1e-12, atol=0)  # the norm from before
+    assert after.norm() <= max_norm * (1 + 1e-9) or after.norm() <= before.norm()
+    if before.norm() <= max_norm:                         # short enough: (almost) untouched
+        torch.testing.assert_close(after, before, rtol=1e-6, atol=0)
+    else:                                                 # one factor for every entry
+        want = max_norm * total / (total + 1e-6)          # max_norm, but for torch's ε = 1e-6
+        torch.testing.assert_close(after.norm(), want, rtol=1e-9, atol=0)
+        ratio = after[before != 0] / before[before != 0]
+        torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), rtol=1e-12, atol=0)
+
+
+def test_clip_grad_norm_forms_and_edge_cases():
+    w = torch.zeros(2, requires_grad=True)
+    w.grad = torch.tensor([3.0, 4.0])
+    assert O.clip_grad_norm_(w, 1.0).item() == 5.0                  # a single tensor works
+    torch.testing.assert_close(w.grad, torch.tensor([0.6, 0.8]), rtol=1e-5, atol=0)
+    model = torch.nn.Linear(3, 2)
+    assert O.clip_grad_norm_(model.parameters(), 1.0).item() == 0.0  # no grads yet: norm 0
+    model(torch.ones(1, 3)).sum().backward()
+    total = O.clip_grad_norm_(model.parameters(), math.inf)          # inf: only measure
+    torch.testing.assert_close(total, torch.cat([p.grad.flatten() for p in
+                                                 model.parameters()]).norm())
+    w.grad = torch.tensor([math.nan, 1.0])
+    assert math.isnan(O.clip_grad_norm_([w], 1.0).item())            # as torch: shown, not hidden
+    w.grad = torch.tensor([math.inf, 1.0])
+    with pytest.raises(ValueError, match="cannot be clipped"):
+        O.clip_grad_norm_([w], 1.0, error_if_nonfinite=True)
+
+
+@pytest.mark.parametrize("parameters, max_norm, message", [
+    (torch.nn.Linear(2, 2), 1.0, "model.parameters()"),
+    ([torch.zeros(1, requires_grad=True)], -1.0, "max_norm must be a number ≥ 0"),
+    ([torch.zeros(1, requires_grad=True)], math.nan, "max_norm"),
+    ([torch.zeros(1, requires_grad=True)], "1", "max_norm"),
+    ([torch.zeros(1, requires_grad=True)], None, "max_norm"),
+    ([1.0, 2.0], 1.0, "must hold tensors"),
+    (3.0, 1.0, "iterable of tensors"),
+])
+def test_clip_grad_norm_bad_input(parameters, max_norm, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        O.clip_grad_norm_(parameters, max_norm)
+
+
+def test_clip_grad_norm_refuses_sparse_gradients():
+    emb = torch.nn.Embedding(4, 2, sparse=True)
+    emb(torch.tensor([1])).sum().backward()
+    with pytest.raises(ValueError, match="dense gradients"):
+        O.clip_grad_norm_(emb.parameters(), 1.0)
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, bad, message", [
+    ("SGD", dict(lr=math.nan), "Invalid learning rate"),
+    ("SGD", dict(lr="0.1"), "Invalid learning rate"),
+    ("SGD", dict(momentum=1.0), r"momentum must be a finite number in \[0, 1\)"),
+    ("SGD", dict(lr=0.1, nesterov=True), "pass momentum > 0"),
+    ("Adagrad", dict(eps=math.inf), "Invalid epsilon value"),
+    ("RMSprop", dict(alpha=1.5), r"alpha must be a finite number in \[0, 1\]"),
+    ("Adam", dict(betas=0.9), r"betas must be a pair"),
+    ("Adam", dict(betas=(0.9,)), r"betas must be a pair"),
+    ("Adam", dict(betas=(0.9, "0.999")), "Invalid beta parameter at index 1"),
+    ("AdamW", dict(weight_decay=math.nan), "Invalid weight_decay value"),
+])
+def test_bad_hyperparameters_say_what_to_pass(name, bad, message):
+    with pytest.raises(ValueError, match=message):
+        getattr(O, name)([torch.zeros(1)], **bad)
+
+
+def test_bad_params_and_groups_get_a_value_error():
+    w = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="wrap a single tensor in a list"):
+        O.SGD(w, lr=0.1)
+    with pytest.raises(ValueError, match=r"model.parameters\(\), not the model"):
+        O.Adam(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="must hold tensors"):
+        O.SGD([w, 1.0], lr=0.1)
+    with pytest.raises(ValueError, match="iterable of tensors"):
+        O.SGD(3, lr=0.1)
+    with pytest.raises(ValueError, match="Invalid learning rate"):    # a group's own value
+        O.SGD([{"params": [w], "lr": -1.0}], lr=0.1)
+    opt = O.Adam([w])
+    with pytest.raises(ValueError, match="Invalid beta"):
+        opt.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "betas": (1, 0)})
+    z = torch.zeros(2, dtype=torch.complex64, requires_grad=True)
+    opt = O.Adam([z])
+    z.grad = torch.ones_like(z)
+    with pytest.raises(ValueError, match="complex parameters"):
+        opt.step()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: O.step_lr(-1, 0.1, 10), "t must be an integer ≥ 0"),
+    (lambda: O.step_lr(2.5, 0.1, 10), "t must be an integer"),
+    (lambda: O.step_lr(3, -0.1, 10), "Invalid lr"),
+    (lambda: O.step_lr(3, 0.1, 10, gamma=-0.5), "Invalid gamma"),
+    (lambda: O.cosine_lr(3, math.nan, 10), "Invalid lr"),
+    (lambda: O.cosine_lr(3, 0.1, 10, eta_min=-1.0), "Invalid eta_min"),
+    (lambda: O.linear_warmup_lr(3, 0.1, 0), "warmup must be an integer ≥ 1"),
+    (lambda: O.warmup_cosine_lr(3, 0.1, -1, 10), "warmup must be an integer ≥ 0"),
+    (lambda: O.warmup_cosine_lr(3, 0.1, 5, 2.5), "total must be an integer"),
+    (lambda: O.rosenbrock([1.0, 1.0]), "expected a tensor"),
+    (lambda: O.rosenbrock(torch.tensor(1.0)), r"shape \(\.\.\., 2\)"),
+    (lambda: O.trajectory(O.SGD, O.rosenbrock, ("a", 1), 3, lr=0.1), "start must be"),
+    (lambda: O.trajectory(O.SGD, O.rosenbrock, (math.nan, 1), 3, lr=0.1), "start must be"),
+    (lambda: O.trajectories(O.SGD, O.rosenbrock, (0, 1), 3, [0.1]), "list of dicts"),
+    (lambda: O.trajectory(O.SGD, O.rosenbrock, (0, 1), 2.5, lr=0.1), "steps must be"),
+    (lambda: O.dropout(torch.ones(3, dtype=torch.long), 0.5), r"convert it with \.float\(\)"),
+    (lambda: O.dropout([1.0, 2.0], 0.5), "x must be a tensor"),
+    (lambda: O.dropout(torch.ones(3), "0.5"), "between 0 and 1"),
+    (lambda: O.dropout(torch.ones(3), math.nan), "between 0 and 1"),
+    (lambda: O.EarlyStopping(patience=True), "patience"),
+    (lambda: O.EarlyStopping(min_delta=math.nan), "min_delta"),
+    (lambda: O.EarlyStopping().step(torch.ones(2)), "single number"),
+    (lambda: O.EarlyStopping().step("0.3"), "single number"),
+    (lambda: O.EarlyStopping().step(0.3, model={"w": 1}), "nn.Module"),
+])
+def test_bad_input_raises_a_value_error_that_names_the_fix(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_early_stopping_never_counts_a_nan_epoch_as_best():
+    stopper = O.EarlyStopping(patience=2)
+    for loss in [1.0, math.nan, torch.tensor(0.5), math.nan, math.nan]:
+        stopper.step(loss)
+    assert stopper.best_epoch == 2 and stopper.best_loss == 0.5 and stopper.stopped_epoch == 4
+
+
+@settings(max_examples=50, deadline=None)
+@given(lr=st.floats(0, 10), t=st.integers(0, 500), warmup=st.integers(0, 50),
+       rest=st.integers(1, 200), start=st.floats(1e-3, 1.0), eta_min=st.floats(0, 1e-3))
+def test_warmup_cosine_stays_between_its_ends(lr, t, warmup, rest, start, eta_min):
+    total = warmup + rest
+    rate = O.warmup_cosine_lr(min(t, total), lr, warmup, total, start, min(eta_min, lr))
+    assert min(start * lr, min(eta_min, lr)) - 1e-12 <= rate <= lr * (1 + 1e-12)
+    if warmup == 0 or t >= warmup:
+        assert O.warmup_cosine_lr(total, lr, warmup, total, start, eta_min) == \
+            pytest.approx(eta_min, abs=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), p=st.floats(0, 1),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 99))
+def test_dropout_keeps_or_scales_every_entry(shape, p, dtype, seed):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    out = O.dropout(x, p, generator=torch.Generator().manual_seed(seed))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    if p < 1:
+        kept = out != 0
+        torch.testing.assert_close(out[kept], x[kept] / (1 - p))
+    else:
+        assert torch.equal(out, torch.zeros_like(x))

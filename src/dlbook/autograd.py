@@ -12,6 +12,7 @@ graph with matplotlib.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import random
@@ -22,6 +23,18 @@ import torch
 
 def _leaf_backward(g: float) -> None:
     """A leaf (an input or a parameter) was made by no op: nothing to pass back."""
+
+
+def _binary(op: Callable[[Value, Value], Value]) -> Callable[[Value, Any], Value]:
+    """Let ``op(self, other)`` take a plain number as ``other`` (wrapped as a leaf Value);
+    anything else gives NotImplemented, so Python reports an unsupported operand."""
+
+    @functools.wraps(op)
+    def with_numbers(self: Value, other: Any) -> Value:
+        other = _as_value(other)
+        return NotImplemented if other is NotImplemented else op(self, other)
+
+    return with_numbers
 
 
 class Value:
@@ -36,9 +49,7 @@ class Value:
 
     def __init__(self, data: float, _children: tuple[Value, ...] = (), _op: str = "",
                  label: str = "") -> None:
-        if not _is_number(data):
-            raise TypeError(f"Value holds a real number (int or float), got "
-                            f"{type(data).__name__} {data!r:.40}")
+        _check_data(data)
         self.data = float(data)
         self.grad = 0.0
         # The chain rule for the op that made this node: given g = d(root)/d(this node), it
@@ -52,10 +63,8 @@ class Value:
         return f"Value(data={self.data:.6g}, grad={self.grad:.6g})"
 
     # ----- binary operations -------------------------------------------------------------
-    def __add__(self, other: Value | float) -> Value:
-        other = _as_value(other)
-        if other is NotImplemented:
-            return NotImplemented
+    @_binary
+    def __add__(self, other: Value) -> Value:
         out = Value(self.data + other.data, (self, other), "+")
 
         def _backward(g: float) -> None:  # d(a+b)/da = 1, d(a+b)/db = 1
@@ -65,10 +74,8 @@ class Value:
         out._backward = _backward
         return out
 
-    def __mul__(self, other: Value | float) -> Value:
-        other = _as_value(other)
-        if other is NotImplemented:
-            return NotImplemented
+    @_binary
+    def __mul__(self, other: Value) -> Value:
         out = Value(self.data * other.data, (self, other), "*")
 
         def _backward(g: float) -> None:  # d(ab)/da = b, d(ab)/db = a
@@ -78,10 +85,8 @@ class Value:
         out._backward = _backward
         return out
 
-    def __truediv__(self, other: Value | float) -> Value:
-        other = _as_value(other)
-        if other is NotImplemented:
-            return NotImplemented
+    @_binary
+    def __truediv__(self, other: Value) -> Value:
         out = Value(self.data / other.data, (self, other), "/")
 
         def _backward(g: float) -> None:  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
@@ -92,17 +97,7 @@ class Value:
         return out
 
     def __pow__(self, k: int | float) -> Value:
-        if isinstance(k, Value):
-            raise TypeError("Value ** Value is not supported: the exponent must be a plain "
-                            "int or float (for a Value exponent b use (b * a.log()).exp())")
-        if not _is_number(k):
-            raise TypeError(f"the exponent must be an int or float, got {type(k).__name__}")
-        k = int(k) if isinstance(k, numbers.Integral) else float(k)
-        if not math.isfinite(k):
-            raise ValueError(f"the exponent must be finite, got {k}")
-        if self.data < 0 and not float(k).is_integer():
-            raise ValueError(f"({self.data:.6g}) ** {k} is not a real number: a negative base "
-                             "needs an integer exponent")
+        k = _check_exponent(self, k)  # a plain number; a negative base needs an integer k
         out = Value(self.data**k, (self,), f"**{k:g}")
 
         def _backward(g: float) -> None:  # d(x^k)/dx = k x^(k-1)
@@ -119,28 +114,22 @@ class Value:
     def __neg__(self) -> Value:  # -a
         return self * -1
 
-    def __sub__(self, other: Value | float) -> Value:  # a - b
-        other = _as_value(other)
-        if other is NotImplemented:
-            return NotImplemented
+    @_binary
+    def __sub__(self, other: Value) -> Value:  # a - b
         return self + (-other)
 
     def __radd__(self, other: float) -> Value:  # 2 + a
         return self + other
 
-    def __rsub__(self, other: float) -> Value:  # 2 - a
-        other = _as_value(other)
-        if other is NotImplemented:
-            return NotImplemented
+    @_binary
+    def __rsub__(self, other: Value) -> Value:  # 2 - a
         return other + (-self)
 
     def __rmul__(self, other: float) -> Value:  # 2 * a
         return self * other
 
-    def __rtruediv__(self, other: float) -> Value:  # 2 / a
-        other = _as_value(other)
-        if other is NotImplemented:
-            return NotImplemented
+    @_binary
+    def __rtruediv__(self, other: Value) -> Value:  # 2 / a
         return other / self
 
     # ----- functions of one input ---------------------------------------------------------
@@ -228,14 +217,51 @@ def _is_number(x: Any) -> bool:
     return not isinstance(x, bool) and isinstance(x, numbers.Real)
 
 
+def _check_data(data: Any) -> None:
+    """A Value holds one finite real number."""
+    if not _is_number(data):
+        raise ValueError(f"Value holds a real number (int or float), got "
+                         f"{type(data).__name__} {data!r:.40}; for a tensor t use t.item()")
+    if not math.isfinite(data if type(data) is float else _as_float(data)):
+        raise ValueError(f"Value holds a finite number, got {data!r:.40}: an operation "
+                         "overflowed or was undefined (e.g. 1 / 1e-320); rescale the inputs")
+
+
+def _as_float(x: Any) -> float:
+    try:
+        return float(x)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        return math.inf
+
+
+def _check_exponent(base: Value, k: Any) -> int | float:
+    """The exponent of ``base ** k`` as an int or float, after checking that it is one."""
+    if isinstance(k, Value):
+        raise TypeError("Value ** Value is not supported: the exponent must be a plain "
+                        "int or float (for a Value exponent b use (b * a.log()).exp())")
+    if not _is_number(k):
+        raise TypeError(f"the exponent must be an int or float, got {type(k).__name__}")
+    k = int(k) if isinstance(k, numbers.Integral) else float(k)
+    if not math.isfinite(k):
+        raise ValueError(f"the exponent must be finite, got {k}")
+    if base.data < 0 and not float(k).is_integer():
+        raise ValueError(f"({base.data:.6g}) ** {k} is not a real number: a negative base "
+                         "needs an integer exponent")
+    return k
+
+
+def _check_root(root: Any) -> None:
+    if not isinstance(root, Value):
+        raise ValueError(f"expected a Value (the root of a graph), got {type(root).__name__}")
+
+
 def topological_order(root: Value) -> list[Value]:
     """Every node ``root`` depends on, each after all of its inputs (``root`` comes last).
 
     A depth-first search with an explicit stack, so a chain of a million operations needs
     no Python recursion. A node is appended once its inputs are all appended (post-order).
     """
-    if not isinstance(root, Value):
-        raise TypeError(f"expected a Value, got {type(root).__name__}")
+    _check_root(root)
     order: list[Value] = []
     visited: set[int] = set()
     stack: list[tuple[Value, bool]] = [(root, False)]
@@ -257,6 +283,26 @@ def topological_order(root: Value) -> list[Value]:
 _ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 
 
+def _check_size(name: str, n: Any) -> None:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"{name} must be a positive int, got {n!r}")
+
+
+def _check_neuron(nin: Any, activation: Any) -> None:
+    _check_size("nin", nin)
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+
+
+def _check_inputs(x: Any, nin: int) -> None:
+    """``x`` is a sequence of ``nin`` numbers or Values (one example, not a batch)."""
+    if not hasattr(x, "__len__") or isinstance(x, (str, bytes)) or len(x) != nin or \
+            not all(isinstance(xi, Value) or _is_number(xi) for xi in x):
+        got = f"{len(x)} items" if hasattr(x, "__len__") else type(x).__name__
+        raise ValueError(f"expected a list of {nin} inputs (numbers or Values) for one example, "
+                         f"got {got}: {x!r:.60}")
+
+
 class Module:
     """Something with parameters: ``parameters()`` lists them, ``zero_grad()`` resets them."""
 
@@ -272,17 +318,13 @@ class Neuron(Module):
     """``activation(w · x + b)`` with ``nin`` weights drawn uniformly from [-1, 1]."""
 
     def __init__(self, nin: int, activation: str = "tanh") -> None:
-        if isinstance(nin, bool) or not isinstance(nin, int) or nin < 1:
-            raise ValueError(f"nin must be a positive int, got {nin!r}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        _check_neuron(nin, activation)
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0.0)
         self.activation = activation
 
     def __call__(self, x: Sequence[Value | float]) -> Value:
-        if len(x) != len(self.w):
-            raise ValueError(f"expected {len(self.w)} inputs, got {len(x)}")
+        _check_inputs(x, len(self.w))
         z = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
         return z if self.activation == "linear" else getattr(z, self.activation)()
 
@@ -297,8 +339,7 @@ class Layer(Module):
     """``nout`` neurons that all read the same ``nin`` inputs."""
 
     def __init__(self, nin: int, nout: int, activation: str = "tanh") -> None:
-        if isinstance(nout, bool) or not isinstance(nout, int) or nout < 1:
-            raise ValueError(f"nout must be a positive int, got {nout!r}")
+        _check_size("nout", nout)
         self.neurons = [Neuron(nin, activation) for _ in range(nout)]
 
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
@@ -318,8 +359,9 @@ class MLP(Module):
     """
 
     def __init__(self, nin: int, nouts: Sequence[int], activation: str = "tanh") -> None:
-        if not len(nouts):
-            raise ValueError("nouts must list at least one layer size, e.g. [8, 1]")
+        if not isinstance(nouts, (list, tuple)) or not nouts:
+            raise ValueError(f"nouts must list at least one layer size, e.g. [8, 1]; got "
+                             f"{nouts!r}")
         sizes = [nin, *nouts]
         self.layers = [Layer(sizes[i], sizes[i + 1],
                              activation if i < len(nouts) - 1 else "linear")
@@ -338,23 +380,60 @@ class MLP(Module):
         return f"MLP({' -> '.join(map(str, sizes))})"
 
 
-def mlp_forward_torch(model: MLP, X: torch.Tensor) -> torch.Tensor:
-    """The same network as ``model`` evaluated on a whole batch ``X`` (n, nin) with torch.
-
-    Scalar Values are far too slow to shade a grid of thousands of points; this reads their
-    current numbers into matrices and returns the outputs, shape (n,) or (n, nout).
-    """
+def _check_mlp(model: Any) -> None:
     if not isinstance(model, MLP):
-        raise TypeError(f"expected an MLP, got {type(model).__name__}")
-    nin = len(model.layers[0].neurons[0].w)
-    if X.ndim != 2 or X.shape[1] != nin:
-        raise ValueError(f"expected X of shape (n, {nin}), got {tuple(X.shape)}")
-    dtype = X.dtype if X.is_floating_point() else torch.float32
-    h = X.to(dtype)
+        raise ValueError(f"expected a dlbook.autograd.MLP, got {type(model).__name__}")
+
+
+def mlp_to_torch(model: MLP, *, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None,
+                 requires_grad: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The current numbers of ``model`` as torch tensors: one pair (W, b) per layer, with W of
+    shape (nout, nin) as ``nn.Linear`` stores it (row i: neuron i's weights) and b of shape
+    (nout,). With ``requires_grad=True`` they are leaves whose ``.grad`` autograd fills in."""
+    _check_mlp(model)
+    params = []
     for layer in model.layers:
         W = torch.tensor([[w.data for w in n.w] for n in layer.neurons], dtype=dtype,
-                         device=X.device)
-        b = torch.tensor([n.b.data for n in layer.neurons], dtype=dtype, device=X.device)
+                         device=device)
+        b = torch.tensor([n.b.data for n in layer.neurons], dtype=dtype, device=device)
+        params.append((W.requires_grad_(requires_grad), b.requires_grad_(requires_grad)))
+    return params
+
+
+def _check_batch(model: MLP, X: Any, params: Any) -> None:
+    _check_mlp(model)
+    nin = len(model.layers[0].neurons[0].w)
+    if not isinstance(X, torch.Tensor) or X.ndim != 2 or X.shape[1] != nin:
+        shape = tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__
+        raise ValueError(f"expected X, a tensor of shape (n, {nin}), got {shape}")
+    if not X.is_floating_point():
+        raise ValueError(f"X is {str(X.dtype).removeprefix('torch.')}: convert it with "
+                         ".double() (or .float())")
+    if params is not None:
+        want = [((len(l.neurons), len(l.neurons[0].w)), (len(l.neurons),)) for l in model.layers]
+        got = [(tuple(W.shape), tuple(b.shape)) for W, b in params] \
+            if isinstance(params, (list, tuple)) and all(
+                isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in params) else None
+        if got != want:
+            raise ValueError(f"params must be the (W, b) pairs of mlp_to_torch(model), shapes "
+                             f"{want}; got {got if got is not None else type(params).__name__}")
+
+
+def mlp_forward_torch(model: MLP, X: torch.Tensor,
+                      params: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+                      ) -> torch.Tensor:
+    """The same network as ``model`` evaluated on a whole batch ``X`` (n, nin) with torch.
+
+    Scalar Values are far too slow to shade a grid of thousands of points; this evaluates the
+    layers as matrix products instead, with ``params`` (from :func:`mlp_to_torch`, e.g. with
+    gradients) or the model's current numbers. Returns the outputs, shape (n,) or (n, nout).
+    """
+    _check_batch(model, X, params)
+    if params is None:
+        params = mlp_to_torch(model, dtype=X.dtype, device=X.device)
+    h = X
+    for layer, (W, b) in zip(model.layers, params):
         h = h @ W.T + b
         act = layer.neurons[0].activation
         if act != "linear":
@@ -376,6 +455,7 @@ def draw_graph(root: Value, ax: Any = None, *, max_nodes: int = 40) -> Any:
     from matplotlib.patches import FancyArrowPatch
 
     order = topological_order(root)
+    _check_size("max_nodes", max_nodes)
     if len(order) > max_nodes:
         raise ValueError(f"draw_graph draws at most max_nodes={max_nodes} nodes; this graph "
                          f"has {len(order)} (draw a smaller expression)")

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 
 from dlbook import check
-from dlbook.optim import SGD, warmup_cosine_lr
+from dlbook.optim import SGD, clip_grad_norm_, warmup_cosine_lr
 
 
 def adam_first_step(answer: Any) -> check.Result:
@@ -17,8 +17,8 @@ def adam_first_step(answer: Any) -> check.Result:
     p.grad = torch.tensor([-3.0], dtype=torch.float64)
     opt.step()
     return check.number(answer, p.item(), name="Adam's first step", rtol=1e-6,
-                        hint="at t = 1 the bias corrections give m̂ = g and v̂ = g², so the step "
-                             "is lr·g/(|g| + ε): its size hardly depends on |g|.")
+                        hint="work out m₁, v₁ and their bias corrections m̂₁, v̂₁ first; at "
+                             "t = 1 the size of Adam's step hardly depends on |g|.")
 
 
 def momentum_gain(answer: Any) -> check.Result:
@@ -61,16 +61,17 @@ def momentum_step(fn: Callable[..., Any]) -> check.Result:
         cases.append((p, g, buf, lr, mu))
     return check.function(wrapped, _momentum_reference, cases, name="heavy-ball momentum step",
                           rtol=1e-5, atol=1e-6,  # float32 arithmetic is right too
-                          hint="first the buffer, b ← μ·b + g; then the parameter, "
-                               "p ← p − lr·b (with the new b). Return both.")
+                          hint="which comes first, the new buffer or the step, and which "
+                               "buffer does the step use? Follow (eq-optimizers-momentum) and "
+                               "return both tensors.")
 
 
 def warmup_cosine(answer: Any) -> check.Result:
     """Exercise: the learning rate at step 35 of warm-up (10 steps) then cosine to step 110."""
     want = warmup_cosine_lr(35, 0.1, warmup=10, total=110)
     return check.number(answer, want, name="learning rate at step 35", digits=3,
-                        hint="after the warm-up the cosine starts afresh: use t − 10 = 25 steps "
-                             "out of 110 − 10 = 100 in η_min + (η − η_min)(1 + cos(π t/T))/2.")
+                        hint="after the warm-up the cosine starts afresh: count the steps "
+                             "since the warm-up ended, out of the steps that remain after it.")
 
 
 def dropout_variance(answer: Any) -> check.Result:
@@ -79,3 +80,17 @@ def dropout_variance(answer: Any) -> check.Result:
     return check.number(answer, x * x * p / (1 - p), name="dropout variance", rtol=1e-4,
                         hint="the output is x/(1 − p) with probability 1 − p and 0 otherwise; "
                              "compute E[out²] − (E[out])², and remember E[out] = x.")
+
+
+def clip_factor(answer: Any) -> check.Result:
+    """Exercise: the common factor clip_grad_norm_ applies to g₁ = (3, −4), g₂ = (0, 12, 0)
+    with max_norm = 6.5."""
+    p1, p2 = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+    p1.grad = torch.tensor([3.0, -4.0])
+    p2.grad = torch.tensor([0.0, 12.0, 0.0])
+    before = p2.grad[1].item()
+    clip_grad_norm_([p1, p2], max_norm=6.5)
+    return check.number(answer, p2.grad[1].item() / before, name="clipping factor", digits=3,
+                        hint="clipping by the global norm treats both gradients as one vector: "
+                             "what is the length of that vector, and what factor brings it "
+                             "down to max_norm?")

@@ -1,5 +1,7 @@
 """Tests of dlbook.layers (section 2.4): init against torch.nn.init, hand-written backward
-passes against autograd, finite differences and PyTorch's own layers, and the exercise checks."""
+passes against autograd, finite differences and PyTorch's own layers (RMSNorm included),
+properties of the normalisations, residual branches and the effective rank, and bad input.
+The exercise checks are tested in test_exercises_deep.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dlbook import layers as L
-from dlbook.exercises import deep as ex
 
 FAST = settings(max_examples=25, deadline=None)
 F64 = torch.float64
@@ -41,8 +42,9 @@ def test_fans_match_torch(shape):
 
 @pytest.mark.parametrize("ours, theirs, kw_ours, kw_theirs", INITS)
 @pytest.mark.parametrize("shape", [(30, 20), (7, 3, 5), (4, 2, 3, 3)])
-def test_init_draws_exactly_what_torch_draws(ours, theirs, kw_ours, kw_theirs, shape):
-    a, b = torch.empty(shape), torch.empty(shape)
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_init_draws_exactly_what_torch_draws(ours, theirs, kw_ours, kw_theirs, shape, dtype):
+    a, b = torch.empty(shape, dtype=dtype), torch.empty(shape, dtype=dtype)
     ours(a, generator=torch.Generator().manual_seed(3), **kw_ours)
     theirs(b, generator=torch.Generator().manual_seed(3), **kw_theirs)
     assert torch.equal(a, b)
@@ -191,7 +193,7 @@ def test_batchnorm_validation():
     x, gamma, beta, _ = _inputs((4, 3), 3, 0)
     with pytest.raises(ValueError, match="batch, features"):
         L.batchnorm_forward(x[None], gamma, beta)
-    with pytest.raises(ValueError, match="gamma and beta"):
+    with pytest.raises(ValueError, match=r"gamma of shape \(3,\)"):
         L.batchnorm_forward(x, gamma[:2], beta)
     _, cache = L.batchnorm_forward(x, gamma, beta)
     with pytest.raises(ValueError, match="dy of shape"):
@@ -285,34 +287,268 @@ def test_init_weights_and_deep_mlp_validation():
         L.weight_grad_norms(nn.Linear(2, 2), torch.randn(1, 2), torch.zeros(1, dtype=int))
 
 
-# ---------------------------------------------------------------------------- exercises
+# ---------------------------------------------------------------------------- RMS norm
 
 
-def _bn_dx(dy, x, gamma, eps=1e-5):
-    _, cache = L.batchnorm_forward(x, gamma, torch.zeros_like(gamma), eps)
-    return L.batchnorm_backward(dy, cache)[0]
+@FAST
+@given(st.lists(st.integers(1, 5), min_size=0, max_size=2), st.integers(1, 9),
+       st.floats(1e-8, 1e-2), st.integers(0, 10_000))
+def test_rmsnorm_backward_matches_autograd_and_torch(lead, d, eps, seed):
+    x, gamma, _, dy = _inputs((*lead, d), d, seed)
+    y, cache = L.rmsnorm_forward(x, gamma, eps=eps)
+    ours = L.rmsnorm_backward(dy, cache)
+    _, *auto = _autograd(lambda a, b, c: L.rmsnorm_forward(a, b, eps=eps)[0], x, gamma,
+                         torch.zeros(d, dtype=F64), dy)
+    for got, want in zip(ours, auto[:2]):
+        torch.testing.assert_close(got, want)
+    rms = nn.RMSNorm(d, eps=eps, dtype=F64)
+    with torch.no_grad():
+        rms.weight.copy_(gamma)
+    xt = x.clone().requires_grad_(True)
+    y_t = rms(xt)
+    y_t.backward(dy)
+    torch.testing.assert_close(y, y_t)
+    torch.testing.assert_close(ours[0], xt.grad)
+    torch.testing.assert_close(ours[1], rms.weight.grad)
 
 
-@pytest.mark.parametrize("check, right, wrong", [
-    (ex.he_std, math.sqrt(2 / 512), math.sqrt(1 / 512)),
-    (ex.relu_variance, 3 * 1.5 ** 9, 3 * 1.5 ** 10),
-    (ex.batchnorm_backward, _bn_dx, lambda dy, x, gamma, eps=1e-5: gamma * dy),
-    (ex.batch_of_one, (0.3, 0.0), (0.3, 2.0)),
-    (ex.residual_growth, (7 / 6) ** 20, 20 / 6),
-])
-def test_exercise_checks(check, right, wrong, capsys):
-    assert check(right)
-    assert "✅" in capsys.readouterr().out
-    assert not check(wrong)
-    assert "❌" in capsys.readouterr().out
-    result = check(...)
-    assert not result and result.status == "unanswered"
-    assert "not answered yet" in capsys.readouterr().out
+def test_rmsnorm_function_gradcheck_and_module():
+    x, gamma, _, _ = _inputs((2, 3, 6), 6, 4)
+    args = (x.requires_grad_(), gamma.requires_grad_(), 1e-6)
+    assert torch.autograd.gradcheck(L.RMSNormFunction.apply, args)
+    ours, theirs = L.RMSNorm(6, dtype=F64), nn.RMSNorm(6, eps=1e-6, dtype=F64)
+    xd = x.detach().clone().requires_grad_(True)
+    xt = x.detach().clone().requires_grad_(True)
+    torch.testing.assert_close(ours(xd), theirs(xt))
+    ours(xd).sum().backward()
+    theirs(xt).sum().backward()
+    torch.testing.assert_close(xd.grad, xt.grad)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad)
+    assert not hasattr(ours, "bias") or ours.bias is None  # a scale, no shift
+    with pytest.raises(ValueError, match=r"\(\.\.\., 6\)"):
+        ours(torch.randn(3, 4, dtype=F64))
 
 
-def test_batchnorm_exercise_starter_counts_as_unanswered(capsys):
-    def bn_backward(dy, x, gamma, eps=1e-5):
-        ...  # the starter's body
+# ---------------------------------------------------------------------------- properties
 
-    assert ex.batchnorm_backward(bn_backward).status == "unanswered"
-    assert "⏳" in capsys.readouterr().out
+
+@FAST
+@given(st.integers(2, 12), st.integers(1, 5), st.floats(0.1, 10.0), st.floats(-5.0, 5.0),
+       st.integers(0, 10_000))
+def test_batchnorm_ignores_shift_and_scale_of_each_feature(b, d, scale, shift, seed):
+    x, gamma, beta, dy = _inputs((b, d), d, seed)
+    y = L.batchnorm_forward(x, gamma, beta, eps=0.0)[0]
+    torch.testing.assert_close(L.batchnorm_forward(scale * x + shift, gamma, beta, eps=0.0)[0], y)
+    dx, dgamma, dbeta = L.batchnorm_backward(dy, L.batchnorm_forward(x, gamma, beta, eps=0.0)[1])
+    # no gradient along the directions BN removes: the mean and (eps = 0) the scale
+    torch.testing.assert_close(dx.sum(0), torch.zeros(d, dtype=F64), atol=1e-9, rtol=0)
+    torch.testing.assert_close((dx * x).sum(0), torch.zeros(d, dtype=F64), atol=1e-8, rtol=0)
+
+
+@FAST
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=2), st.integers(2, 8),
+       st.floats(0.1, 10.0), st.floats(-5.0, 5.0), st.integers(0, 10_000))
+def test_layernorm_and_rmsnorm_invariances(lead, d, scale, shift, seed):
+    x, gamma, beta, _ = _inputs((*lead, d), d, seed)
+    ln = L.layernorm_forward(x, gamma, beta, eps=0.0)[0]
+    torch.testing.assert_close(L.layernorm_forward(scale * x + shift, gamma, beta, eps=0.0)[0],
+                               ln)
+    rms = L.rmsnorm_forward(x, gamma, eps=0.0)[0]
+    torch.testing.assert_close(L.rmsnorm_forward(scale * x, gamma, eps=0.0)[0], rms)
+    # each example on its own: normalising one row alone gives the same row
+    torch.testing.assert_close(L.layernorm_forward(x[:1], gamma, beta)[0],
+                               L.layernorm_forward(x, gamma, beta)[0][:1])
+
+
+def test_rmsnorm_is_not_shift_invariant():
+    x, gamma, _, _ = _inputs((4, 6), 6, 0)
+    assert not torch.allclose(L.rmsnorm_forward(x + 1.0, gamma)[0], L.rmsnorm_forward(x, gamma)[0])
+
+
+@FAST
+@given(st.integers(1, 12), st.integers(1, 12), st.floats(1e-3, 1e3), st.integers(0, 10_000))
+def test_effective_rank_bounds_and_scale_invariance(b, d, scale, seed):
+    h = torch.randn(b, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    r = L.effective_rank(h)
+    assert 1.0 - 1e-9 <= r <= min(b, d) + 1e-9
+    assert L.effective_rank(scale * h) == pytest.approx(r, rel=1e-9)
+    u = torch.randn(b, 1, dtype=F64) @ torch.randn(1, d, dtype=F64)  # rank one
+    assert L.effective_rank(u) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_effective_rank_of_orthonormal_rows_is_their_number():
+    assert L.effective_rank(torch.eye(5, 8, dtype=F64)) == pytest.approx(5.0)
+    assert L.effective_rank(torch.diag(torch.tensor([1.0, 1.0, 0.0]))) == pytest.approx(2.0)
+
+
+@FAST
+@given(st.integers(1, 6), st.floats(0.0, 2.0), st.integers(0, 10_000))
+def test_scale_residual_branches(depth, scale, seed):
+    torch.manual_seed(seed)
+    model = L.DeepMLP(depth, 8, residual=True, dtype=F64)
+    before = [lin.weight.detach().clone() for lin in model.hidden]
+    L.scale_residual_branches_(model, scale)
+    for w, lin in zip(before, model.hidden):
+        torch.testing.assert_close(lin.weight, scale * w)
+    if scale == 0.0:  # every block is the identity; every branch still gets a gradient
+        x, y = torch.randn(5, 40, dtype=F64), torch.randint(0, 10, (5,))
+        with torch.no_grad():
+            _, zs = model.forward_all(x)
+        for z in zs[1:]:
+            torch.testing.assert_close(z, zs[0])
+        assert bool((L.weight_grad_norms(model, x, y)[1:-1] > 0).all())
+
+
+def test_residual_branch_scaling_controls_growth():
+    # 40 blocks, He init in the branches: the variance doubles per block; scaled by 1/sqrt(L)
+    # the growth stays near (1 + 1/L)^(L/2) < sqrt(e).
+    x = torch.randn(256, 40, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ratios = {}
+    for scale in (1.0, 1 / math.sqrt(40)):
+        torch.manual_seed(0)
+        model = L.DeepMLP(40, 128, residual=True, dtype=F64)
+        with torch.no_grad():
+            for lin in model.linears():
+                lin.bias.zero_()
+            for lin in model.hidden:
+                L.kaiming_normal_(lin.weight)
+        L.scale_residual_branches_(model, scale)
+        with torch.no_grad():
+            _, zs = model.forward_all(x)
+        ratios[scale] = float(zs[-1].std() / zs[0].std())
+    assert ratios[1.0] > 1e4                                  # 2^20 ≈ 1e6 predicted
+    assert 1.2 < ratios[1 / math.sqrt(40)] < 2.5              # 1.64 predicted
+
+
+# ---------------------------------------------------------------------------- DeepMLP options
+
+
+def test_deep_mlp_dtype_and_torch_norm_layers():
+    model = L.DeepMLP(3, 8, dtype=F64)
+    assert all(p.dtype == F64 for p in model.parameters())
+    # drawn directly in float64: the same numbers as nn.Linear(..., dtype=float64)
+    torch.manual_seed(5)
+    ours = L.DeepMLP(1, 4, in_features=3, out_features=2, dtype=F64)
+    torch.manual_seed(5)
+    ref = nn.Linear(3, 4, dtype=F64)
+    assert torch.equal(ours.inp.weight, ref.weight)
+    x = torch.randn(6, 40, dtype=F64)
+    for name, cls in (("layer", nn.LayerNorm), ("batch", nn.BatchNorm1d), ("rms", nn.RMSNorm)):
+        torch.manual_seed(1)
+        a = L.DeepMLP(4, 8, norm=name, dtype=F64)
+        torch.manual_seed(1)
+        b = L.DeepMLP(4, 8, norm=cls, dtype=F64)
+        assert all(isinstance(n, cls) for n in b.norms)
+        if name == "rms":  # nn.RMSNorm's default eps depends on the dtype; ours is 1e-6
+            for n in b.norms:
+                n.eps = 1e-6
+        torch.testing.assert_close(a(x), b(x))
+
+
+# ---------------------------------------------------------------------------- bad input
+
+x4, g4, b4, dy4 = _inputs((4, 3), 3, 0)
+_, cache4 = L.batchnorm_forward(x4, g4, b4)
+
+BAD_INPUTS = [
+    # (callable, args, kwargs, words the message must contain)
+    (L.fans, (torch.empty(3, 4),), {}, "w.shape"),
+    (L.fans, ((3, 0),), {}, ">= 1"),
+    (L.fans, ((3.5, 2),), {}, "whole numbers"),
+    (L.xavier_normal_, (torch.empty(3, 3),), {"gain": -1.0}, "gain"),
+    (L.kaiming_normal_, (torch.empty(3, 3),), {"generator": 3}, "torch.Generator"),
+    (L.kaiming_uniform_, (torch.empty(0, 3),), {}, ">= 1"),
+    (L.batchnorm_forward, (x4.float(), g4, b4), {}, "convert with gamma.to(x.dtype)"),
+    (L.batchnorm_forward, (x4, g4.float(), b4), {}, "convert with gamma.to(x.dtype)"),
+    (L.batchnorm_forward, (x4, g4, b4.float()), {}, "convert with beta.to(x.dtype)"),
+    (L.batchnorm_forward, (x4.long(), g4, b4), {}, ".float()"),
+    (L.batchnorm_forward, (x4.tolist(), g4, b4), {}, "torch.Tensor"),
+    (L.batchnorm_forward, (x4, g4[:, None], b4), {}, "gamma of shape (3,)"),
+    (L.batchnorm_forward, (x4, g4, b4), {"eps": -1e-5}, "eps"),
+    (L.batchnorm_forward, (x4, g4, b4), {"eps": float("nan")}, "eps"),
+    (L.batchnorm_forward, (x4, g4, b4), {"eps": True}, "eps"),
+    (L.batchnorm_forward, (torch.ones(4, 3, dtype=F64), g4, b4), {"eps": 0.0}, "eps > 0"),
+    (L.batchnorm_forward, (x4[:0], g4, b4), {}, "one example"),
+    (L.layernorm_forward, (x4, g4[:2], b4[:2]), {}, "gamma of shape (3,)"),
+    (L.layernorm_forward, (torch.tensor(1.0, dtype=F64), g4[:1], b4[:1]), {}, "features"),
+    (L.layernorm_forward, (torch.zeros(2, 3, dtype=F64), g4, b4), {"eps": 0.0}, "eps > 0"),
+    (L.rmsnorm_forward, (x4, g4.float()), {}, "convert with gamma.to(x.dtype)"),
+    (L.rmsnorm_forward, (torch.zeros(2, 3, dtype=F64), g4), {"eps": 0.0}, "eps > 0"),
+    (L.rmsnorm_forward, (x4, g4), {"eps": "1e-6"}, "eps"),
+    (L.batchnorm_backward, (dy4.float(), cache4), {}, "dy.to"),
+    (L.batchnorm_backward, (dy4[:2], cache4), {}, "dy of shape (4, 3)"),
+    (L.batchnorm_backward, (dy4, (x4, g4)), {}, "NormCache"),
+    (L.layernorm_backward, (dy4.long(), cache4), {}, ".float()"),
+    (L.rmsnorm_backward, (dy4, "cache"), {}, "NormCache"),
+    (L.BatchNorm1d, (3,), {"eps": 0.0}, "eps"),
+    (L.BatchNorm1d, (3,), {"momentum": None}, "momentum"),
+    (L.LayerNorm, (0,), {}, "num_features"),
+    (L.RMSNorm, (True,), {}, "num_features"),
+    (L.DeepMLP, (2, 8), {"activation": "gelu"}, "activation"),
+    (L.DeepMLP, (2, 8), {"norm": "group"}, "norm"),
+    (L.DeepMLP, (2.5, 8), {}, "depth"),
+    (L.DeepMLP, (2, 8), {"residual": "yes"}, "residual"),
+    (L.scale_residual_branches_, (L.DeepMLP(2, 8), 0.5), {}, "residual DeepMLP"),
+    (L.scale_residual_branches_, (L.DeepMLP(2, 8, residual=True), -1.0), {}, "scale"),
+    (L.init_weights_, ("model", L.kaiming_normal_), {}, "nn.Module"),
+    (L.init_weights_, (L.DeepMLP(2, 8), "he"), {}, "init"),
+    (L.effective_rank, (torch.zeros(3, 4),), {}, "all zeros"),
+    (L.effective_rank, (torch.ones(3),), {}, "matrix"),
+    (L.effective_rank, (torch.tensor([[1.0, float("nan")]]),), {}, "nan"),
+    (L.effective_rank, (torch.ones(3, 4, dtype=torch.int64),), {}, ".float()"),
+]
+
+
+@pytest.mark.parametrize("fn, args, kwargs, words", BAD_INPUTS,
+                         ids=[f"{f.__name__}-{i}" for i, (f, *_) in enumerate(BAD_INPUTS)])
+def test_bad_input_gives_a_clear_value_error(fn, args, kwargs, words):
+    with pytest.raises(ValueError) as info:
+        fn(*args, **kwargs)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize("layer", [L.BatchNorm1d(3), L.LayerNorm(3), L.RMSNorm(3)])
+def test_layers_name_the_fix_for_dtype_and_shape(layer):
+    with pytest.raises(ValueError, match=r"x is torch.float64 but .*convert with x.to"):
+        layer(torch.randn(4, 3, dtype=F64))
+    with pytest.raises(ValueError, match="convert with x.float"):
+        layer(torch.ones(4, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="expected x of shape"):
+        layer(torch.randn(4, 2))
+
+
+def test_deep_mlp_and_grad_norms_name_the_fix():
+    model = L.DeepMLP(2, 8)
+    with pytest.raises(ValueError, match=r"x is torch.float64 but the DeepMLP"):
+        model(torch.randn(3, 40, dtype=F64))
+    with pytest.raises(ValueError, match=r"convert with x.float"):
+        model(torch.ones(3, 40, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"convert with .long\(\)"):
+        L.weight_grad_norms(model, torch.randn(3, 40), torch.zeros(3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="one target per example"):
+        L.weight_grad_norms(model, torch.randn(3, 40), torch.zeros(2, dtype=torch.int64))
+
+
+@FAST
+@given(st.sampled_from([torch.float16, torch.bfloat16, torch.float32, F64]),
+       st.sampled_from([torch.float16, torch.bfloat16, torch.float32, F64]))
+def test_any_dtype_mix_is_refused_and_no_mix_works(dx_, dg):
+    x = torch.randn(4, 3).to(dx_)
+    gamma, beta = torch.ones(3, dtype=dg), torch.zeros(3, dtype=dg)
+    for forward in (lambda: L.batchnorm_forward(x, gamma, beta),
+                    lambda: L.layernorm_forward(x, gamma, beta),
+                    lambda: L.rmsnorm_forward(x, gamma)):
+        if dx_ == dg:
+            y, _ = forward()
+            assert y.dtype == dx_
+        else:
+            with pytest.raises(ValueError, match="convert with"):
+                forward()
+
+
+@pytest.mark.parametrize("forward", [
+    lambda: L.batchnorm_forward(x4, None, b4), lambda: L.batchnorm_forward(x4, g4, None),
+    lambda: L.layernorm_forward(x4, g4, None), lambda: L.rmsnorm_forward(x4, None)])
+def test_missing_affine_parameters_are_named(forward):
+    with pytest.raises(ValueError, match=r"(gamma|beta) must be a torch.Tensor"):
+        forward()

@@ -143,3 +143,51 @@ def test_contour_and_decision_regions_validate_shapes():
     with pytest.raises(ValueError, match="give xlim and ylim"):
         plot.decision_regions(lambda p: p[:, 0], torch.zeros(0, 2), torch.zeros(0), ax=ax)
     plt.close("all")
+
+
+_INIT_SCRIPT = """
+import hashlib, torch, dlbook
+from torch import nn
+m = nn.Sequential(nn.Linear(64, 48), nn.Conv1d(3, 8, 5), nn.GRU(6, 40), nn.Embedding(20, 16))
+dlbook.utils.portable_init_(m, seed=3)
+print(hashlib.sha1(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest())
+"""
+
+
+def test_portable_init_gives_the_same_weights_with_every_cpu_kernel():
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for capability in ("default", "avx2", None):
+        env = dict(os.environ)
+        env.pop("ATEN_CPU_CAPABILITY", None)
+        if capability:
+            env["ATEN_CPU_CAPABILITY"] = capability
+        out = subprocess.run([sys.executable, "-c", _INIT_SCRIPT], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        digests.add(out)
+    assert len(digests) == 1
+
+
+def test_portable_init_draws_pytorchs_default_distributions():
+    from torch import nn
+
+    layers = [nn.Linear(400, 300), nn.Conv2d(8, 16, 3, groups=2), nn.LSTM(10, 50)]
+    for layer in layers:
+        theirs = [p.detach().clone() for p in layer.parameters()]
+        dlbook.utils.portable_init_(layer, seed=0)
+        for p, q in zip(layer.parameters(), theirs):
+            # same bound and the same variance (bound²/3) as PyTorch's own draw
+            assert p.abs().max() <= q.abs().max() * 1.02 + 1e-6
+            assert abs(p.var().item() / q.var().item() - 1) < 0.25
+    a = dlbook.utils.portable_init_(nn.Linear(5, 3), seed=7)
+    b = dlbook.utils.portable_init_(nn.Linear(5, 3), seed=7)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    norm = dlbook.utils.portable_init_(nn.LayerNorm(4))
+    assert torch.equal(norm.weight, torch.ones(4)) and torch.equal(norm.bias, torch.zeros(4))
+    with pytest.raises(ValueError, match="does not know"):
+        dlbook.utils.portable_init_(nn.MultiheadAttention(4, 2))
+    with pytest.raises(ValueError, match="nn.Module"):
+        dlbook.utils.portable_init_(torch.ones(3))

@@ -79,3 +79,61 @@ def show_source(obj: Any) -> Any:
     except ImportError:  # plain Python, no IPython
         return source
     return Code(source, language="python")
+
+
+def portable_init_(model: torch.nn.Module, seed: int | None = None) -> torch.nn.Module:
+    """Re-initialise ``model`` with PyTorch's default distributions, drawn so that every CPU
+    gives the same numbers; returns the model.
+
+    PyTorch draws its default weights with ``uniform_`` and ``normal_`` in the parameter's
+    dtype, and in float32 those use vectorised kernels whose last bits differ between AVX-512,
+    AVX2 and the portable code: the "same seed" then starts training from slightly different
+    weights on different machines. Here every value is drawn with ``torch.rand``/``torch.randn``
+    in float64 (identical everywhere) and then rounded to the parameter's dtype. Distributions:
+    ``Linear`` and ``Conv*`` weights and biases U(±1/√fan_in) (what PyTorch's default
+    ``kaiming_uniform_(a=√5)`` amounts to); ``RNN``/``LSTM``/``GRU`` U(±1/√hidden_size);
+    ``Embedding`` N(0, 1); norm layers ones and zeros. Other modules with parameters raise a
+    ``ValueError`` rather than being left as they were. ``seed`` gives the draws their own
+    generator; without it the global one is used.
+    """
+    import math
+
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"portable_init_ expects an nn.Module, got {type(model).__name__}")
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def uniform(p: torch.Tensor, bound: float) -> None:
+        u = torch.rand(p.shape, generator=gen, dtype=torch.float64)
+        p.copy_((bound * (2 * u - 1)).to(p.dtype))
+
+    norms = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+    with torch.no_grad():
+        for module in model.modules():
+            own = list(module.parameters(recurse=False))
+            if not own:
+                continue
+            if isinstance(module, nn.Linear):
+                fan_in = module.in_features
+            elif isinstance(module, nn.modules.conv._ConvNd):
+                fan_in = module.in_channels // module.groups * math.prod(module.kernel_size)
+            elif isinstance(module, nn.RNNBase):
+                fan_in = module.hidden_size
+            elif isinstance(module, nn.Embedding):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen,
+                                                dtype=torch.float64).to(module.weight.dtype))
+                if module.padding_idx is not None:
+                    module.weight[module.padding_idx].zero_()
+                continue
+            elif isinstance(module, norms):
+                for name, p in module.named_parameters(recurse=False):
+                    p.fill_(0.0 if name == "bias" else 1.0)
+                continue
+            else:
+                raise ValueError(f"portable_init_ does not know how PyTorch initialises "
+                                 f"{type(module).__name__}; initialise it yourself, drawing in "
+                                 "float64")
+            for p in own:
+                uniform(p, 1 / math.sqrt(fan_in))
+    return model

@@ -78,7 +78,7 @@ class Value:
     def __mul__(self, other: Value) -> Value:
         out = Value(self.data * other.data, (self, other), "*")
 
-        def _backward(g: float) -> None:  # d(ab)/da = b, d(ab)/db = a
+        def _backward(g: float) -> None:  # ∂(ab)/∂a = b, ∂(ab)/∂b = a
             self.grad += other.data * g
             other.grad += self.data * g
 
@@ -146,7 +146,7 @@ class Value:
         t = math.tanh(self.data)
         out = Value(t, (self,), "tanh")
 
-        def _backward(g: float) -> None:  # d tanh(x)/dx = 1 - tanh(x)^2
+        def _backward(g: float) -> None:  # ∂tanh(x)/∂x = 1 - tanh(x)^2
             self.grad += (1 - t * t) * g
 
         out._backward = _backward
@@ -186,7 +186,7 @@ class Value:
 
     # ----- the backward pass --------------------------------------------------------------
     def backward(self) -> None:
-        """Fill in ``.grad`` of every node this one depends on: d(self)/d(node).
+        """Fill in ``.grad`` of every node this one depends on: ∂(self)/∂(node).
 
         Nodes made by an op start this pass from zero. Leaves (inputs and parameters)
         *accumulate*, as in PyTorch: a second call adds the same gradients again, so zero

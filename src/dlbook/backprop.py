@@ -179,7 +179,7 @@ def nll_forward(G: torch.Tensor,
 
 
 def nll_backward(dL: float | torch.Tensor, cache: Cache) -> torch.Tensor:
-    """``dG = -dL · Y / B``, Y one-hot: only true classes get a gradient."""
+    """``dG = -dL · onehot(y) / B``: only true classes get a gradient."""
     G, y = cache
     _check_scalar_upstream(dL)
     dG = torch.zeros_like(G)
@@ -222,9 +222,9 @@ def softmax_cross_entropy_forward(
 
 def softmax_cross_entropy_backward(dL: float | torch.Tensor,
                                    cache: Cache) -> torch.Tensor:
-    """``dS = dL · (P - Y) / B``, Y one-hot: probability minus truth.
+    """``dS = dL · (P - onehot(y)) / B``: probability minus truth.
 
-    ``(P - Y) / B`` is Section 1.3's ``losses.cross_entropy_grad``.
+    ``(P - onehot(y)) / B`` is Section 1.3's ``losses.cross_entropy_grad``.
     """
     S, y = cache
     _check_scalar_upstream(dL)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from dlbook import losses
+from dlbook.utils import check_like
 
 Cache = tuple[torch.Tensor, ...]
 Params = dict[str, torch.Tensor]
@@ -392,14 +393,7 @@ def _check_float(name: str, t: Any, ndim: int | None = None,
 def _check_match(name: str, t: torch.Tensor, ref_name: str,
                  ref: torch.Tensor) -> None:
     """``t`` must have ``ref``'s dtype and device."""
-    if t.dtype != ref.dtype:
-        raise ValueError(f"{name} is {_kind(t)} but {ref_name} is "
-                         f"{_kind(ref)}: convert one to the other, e.g. "
-                         f"{name}.to({ref_name}.dtype)")
-    if t.device != ref.device:
-        raise ValueError(f"{name} is on {t.device} but {ref_name} on "
-                         f"{ref.device}: move one, e.g. "
-                         f"{name}.to({ref_name}.device)")
+    check_like(t, name, ref, ref_name)
 
 
 def _check_upstream(name: str, grad: Any, like: torch.Tensor,

@@ -150,6 +150,12 @@ def _as_float_tensor(x: Any) -> torch.Tensor | None:
 as_float_tensor = _as_float_tensor
 
 
+def as_number(answer: Any) -> float | None:
+    """A single number from a float, int, 0-d or one-element tensor or array; else None."""
+    t = _as_float_tensor(answer)
+    return float(t.reshape(())) if t is not None and t.numel() == 1 else None
+
+
 def _big(v: Any) -> float:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError("not a number")

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from dlbook import losses
+from dlbook.utils import check_like
 
 Tensor = torch.Tensor
 
@@ -51,12 +52,7 @@ def _check_same_kind(tensors: dict[str, Tensor]) -> None:
     """All tensors share one dtype and one device (torch would raise a cryptic error)."""
     (first, a), *rest = tensors.items()
     for label, t in rest:
-        if t.dtype != a.dtype:
-            raise ValueError(f"{label} is {t.dtype} but {first} is {a.dtype}; convert them to "
-                             f"one dtype, e.g. {label}.to({first}.dtype)")
-        if t.device != a.device:
-            raise ValueError(f"{label} is on {t.device} but {first} on {a.device}; move it "
-                             f"with {label}.to({first}.device)")
+        check_like(t, label, a, first)
 
 
 def _check_gd(grad: object, x0: object, lr: float, steps: int) -> Tensor:

@@ -28,6 +28,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from dlbook.utils import check_like
 
 # --------------------------------------------------------------------------------------------
 # Input checks (private: one call at the top of each public function)
@@ -55,12 +56,7 @@ def _check_tensor(t: object, name: str) -> None:
 def _check_like(t: torch.Tensor, name: str, x: torch.Tensor, x_name: str = "x") -> None:
     """``t`` must have the dtype and device of ``x`` (no silent promotion, no device error)."""
     _check_tensor(t, name)
-    if t.dtype != x.dtype:
-        raise ValueError(f"{name} is {t.dtype} but {x_name} is {x.dtype}: convert with "
-                         f"{name}.to({x_name}.dtype)")
-    if t.device != x.device:
-        raise ValueError(f"{name} is on {t.device} but {x_name} on {x.device}: move it with "
-                         f"{name}.to({x_name}.device)")
+    check_like(t, name, x, x_name)
 
 
 def _check_norm_inputs(x: object, gamma: object, beta: object, eps: object, *,

@@ -63,6 +63,20 @@ def seed_everything(seed: int = 0) -> int:
     return seed
 
 
+def check_like(t: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str) -> None:
+    """Raise a ``ValueError`` that names the fix unless ``t`` has ``ref``'s dtype and device.
+
+    The topic modules call it before mixing two tensors, where torch would otherwise raise a
+    cryptic error or silently promote float32 to float64.
+    """
+    if t.dtype != ref.dtype:
+        raise ValueError(f"{name} is {t.dtype} but {ref_name} is {ref.dtype}: convert with "
+                         f"{name}.to({ref_name}.dtype)")
+    if t.device != ref.device:
+        raise ValueError(f"{name} is on {t.device} but {ref_name} on {ref.device}: move it "
+                         f"with {name}.to({ref_name}.device)")
+
+
 def show_source(obj: Any) -> Any:
     """Show the source code of a function or class, syntax-highlighted in a notebook.
 

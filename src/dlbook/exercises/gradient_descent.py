@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from dlbook import check
@@ -31,15 +30,7 @@ def _eigenvalues() -> tuple[float, float]:
 
 
 def _as_float(answer: Any) -> float | None:
-    """A single number from a float, int, 0-d or one-element tensor or array; else None."""
-    if isinstance(answer, (bool, str, bytes)):
-        return None
-    try:
-        value = np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer,
-                           dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return float(value.reshape(())) if value.size == 1 else None
+    return check.as_number(answer)
 
 
 def _near(answer: Any, value: float, rel: float = 2e-3) -> bool:
@@ -103,6 +94,8 @@ def steps_to_tolerance(answer: Any) -> check.Result:
     while abs(x) > TOLERANCE:
         x, t = x * factor, t + 1
     got = _as_float(answer)
+    if got is not None and not math.isfinite(got):
+        got = None
     hint = ("x_t shrinks by the same factor every step: find that factor, then the first whole t "
             "at which its t-th power is at most 1e-6.")
     if got is not None and got != round(got):

@@ -29,13 +29,7 @@ _TASK_LOSS = {"price": "MSELoss", "digit": "CrossEntropyLoss", "spam": "BCEWithL
 
 
 def _as_float(answer: Any) -> float | None:
-    """A single number from a float, int, 0-d or one-element tensor or array; else None."""
-    try:
-        value = np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer,
-                           dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return float(value.reshape(())) if value.size == 1 else None
+    return check.as_number(answer)
 
 
 def _near(answer: Any, value: float, rel: float = 1e-3) -> bool:

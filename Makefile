@@ -1,21 +1,17 @@
 # From Neurons to Large Models — every command a reader or teacher needs.
-# Needs only Python 3 (with venv) and make; npm is used when present to serve the widget
-# scripts from the site itself.
+# Needs only Python 3 (with venv) and make.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-ASSETS := _build/assets/widgets
-HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
-REQUIREJS    := requirejs@2.3.8
 PYTEST_ARGS  ?=
 # The tests run with the CPU's portable kernels instead of the fastest ones (AVX2, AVX-512)
 # and MKL's compatible code path, while `make execute` stores outputs made with the fast ones:
 # a notebook that passes both ways prints only what does not depend on the processor.
 PORTABLE     := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 
-.PHONY: help setup assets book test lab execute student clean
+.PHONY: help setup book test lab execute student clean
 help:
 	@echo "make book     build the website into _build/html"
 	@echo "make test     run every test (unit, notebooks, student edition, site, browser)"
@@ -31,25 +27,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-assets: $(ASSETS)/.done
-$(ASSETS)/.done:
-	@if command -v npm >/dev/null 2>&1; then \
-	  npm install --silent --no-audit --no-fund --no-save --prefix _build/npm \
-	    $(HTML_MANAGER) $(REQUIREJS) && \
-	  mkdir -p $(ASSETS) && \
-	  cp _build/npm/node_modules/requirejs/require.js $(ASSETS)/ && \
-	  cp -r _build/npm/node_modules/@jupyter-widgets/html-manager/dist/. $(ASSETS)/ && \
-	  rm -f $(ASSETS)/*.map && \
-	  touch $@; \
-	else \
-	  echo "npm not found: pages with widgets will load their scripts from a public CDN."; \
-	fi
-
-book: setup assets
+book: setup
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet
 	@echo "Open $(CURDIR)/_build/html/index.html in a browser."
 
-test: setup assets
+test: setup
 	$(PORTABLE) $(PY) -m pytest $(PYTEST_ARGS)
 
 lab: setup

@@ -102,3 +102,63 @@ def test_section_anatomy(path):
     for cell in solution_code:
         assert "✅" in "".join(output_text(o) for o in cell["outputs"]), (
             "a solution cell should run its check and pass: " + "".join(cell["source"])[:80])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_every_notebook_names_its_kernel(path):
+    """JupyterLab opens the notebook ready to run instead of asking for a kernel."""
+    spec = load(path)["metadata"].get("kernelspec", {})
+    assert spec.get("name") == "python3" and spec.get("language") == "python", (
+        "run `make execute` on this notebook: it stores the kernelspec")
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PROGRESS_LINE = re.compile(r"^[^\n]*: +\d+%\|[^|\n]*\| \d+/\d+$")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_widgets_live_in_jupyter_and_their_static_twins_on_the_site(path):
+    """No widget state is stored; an explore() cell's output is removed on the site; any other
+    widget output is a progress bar whose text (what the site shows) is its last line."""
+    nb = load(path)
+    assert "widgets" not in nb["metadata"], "widget state is not stored: run `make execute`"
+    for i, cell in enumerate(code_cells(nb)):
+        source = "".join(cell["source"])
+        if re.search(r"\bexplore\(", source):
+            assert "remove-output" in tags(cell), f"code cell {i}: tag the explore() cell remove-output"
+        if "remove-output" in tags(cell):
+            continue
+        for out in cell["outputs"]:
+            if WIDGET_VIEW in out.get("data", {}):
+                text = "".join(out["data"].get("text/plain", "")).strip()
+                assert PROGRESS_LINE.match(text), f"code cell {i}: a widget the site cannot show: {text[:60]!r}"
+                assert text.split("|")[0].rstrip().endswith("100%"), f"code cell {i}: {text!r}"
+
+
+def _images(cell: dict) -> int:
+    return sum("image/png" in out.get("data", {}) or "image/svg+xml" in out.get("data", {})
+               for out in cell["outputs"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_figures_have_alt_text_and_numbered_ones_are_referenced(path):
+    nb = load(path)
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    names = []
+    for i, cell in enumerate(code_cells(nb)):
+        options = cell.get("metadata", {}).get("mystnb", {})
+        if _images(cell):
+            alt = options.get("image", {}).get("alt", "")
+            assert len(alt) >= 15, f"code cell {i}: give its figure alt text (mystnb.image.alt)"
+        figure = options.get("figure")
+        if figure:
+            assert figure.get("name", "").startswith("fig-"), f"code cell {i}: name it fig-..."
+            assert len(figure.get("caption", "")) >= 15, f"code cell {i}: give it a caption"
+            shown = [o for o in cell["outputs"] if o["output_type"] in ("display_data",
+                                                                         "execute_result")]
+            assert len(shown) == 1, f"code cell {i}: a numbered figure cell shows one output"
+            names.append(figure["name"])
+    assert len(names) == len(set(names)), "figure names are unique"
+    for name in names:
+        assert f"{{numref}}`{name}`" in markdown or re.search(
+            rf"\{{numref\}}`[^`<]*<{re.escape(name)}>`", markdown), f"refer to {name} with {{numref}}"

@@ -25,7 +25,6 @@ from dlbook.book import toc_notebooks
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LOCAL_WIDGETS = (ROOT / "_build" / "assets" / "widgets" / "embed-amd.js").exists()
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
@@ -126,7 +125,7 @@ def server(site):
     httpd.shutdown()
 
 
-CHECK_PAGE = """async () => {
+CHECK_PAGE = r"""async () => {
   const out = {};
   // Math: every math element typeset by MathJax, with no TeX errors.
   const math = document.querySelectorAll('.math, .math.notranslate');
@@ -143,19 +142,51 @@ CHECK_PAGE = """async () => {
   await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
   out.images = imgs.length;
   out.brokenImages = imgs.filter(i => !(i.naturalWidth > 0)).map(i => i.src.slice(0, 80));
-  // Widgets: every saved widget view is replaced by a rendered widget.
-  const views = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')];
-  out.widgetViews = views.length;
-  out.unrenderedWidgets = views.filter(v => !v.parentElement.querySelector('.jupyter-widgets')).length;
+  // Widgets are not rendered on the site (their static twins are): no widget scripts.
+  out.widgetViews = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
+  out.widgetScripts = [...document.scripts].filter(s => /embed-amd|require\.js|html-manager/.test(s.src)).length;
+  const article = document.querySelector('article.bd-article');
+  const column = article ? article.getBoundingClientRect() : null;
+  // Every figure in the content has alt text (not a file name).
+  const content = article ? [...article.querySelectorAll('img')] : [];
+  out.noAlt = content.filter(i => !i.alt || /\.(png|svg|jpe?g)$|\//.test(i.alt)).map(i => i.src.slice(-40));
+  // Figures: at least half as wide as the column, at most the column, at most 2x their pixels.
+  out.badSize = content.filter(i => i.closest('.cell_output, figure')).map(i => {
+    const w = i.getBoundingClientRect().width;
+    const ok = w <= column.width + 1 && w <= 2 * i.naturalWidth + 1 &&
+               (window.innerWidth < 700 || w >= 0.5 * column.width - 1);
+    return ok ? null : `${i.alt.slice(0, 30)}: ${Math.round(w)} px of ${Math.round(column.width)}`;
+  }).filter(Boolean);
+  // Display equations stay inside the column (a wide one scrolls), number on the right.
+  out.overflowingMath = [...document.querySelectorAll('article div.math')].map(d => {
+    const r = d.getBoundingClientRect();
+    const mjx = d.querySelector('mjx-container');
+    if (!mjx) return null;
+    const scrolls = ['auto', 'scroll'].includes(getComputedStyle(mjx).overflowX);
+    const fits = r.right <= column.right + 1 && (mjx.scrollWidth <= mjx.clientWidth + 1 || scrolls);
+    const eqno = d.querySelector('.eqno');
+    const beside = !eqno || eqno.getBoundingClientRect().left >= mjx.getBoundingClientRect().left;
+    return fits && beside ? null : (d.id || d.textContent.slice(0, 40));
+  }).filter(Boolean);
+  // Every "Section X.Y" in the prose is a link.
+  const walker = document.createTreeWalker(article || document.body, NodeFilter.SHOW_TEXT);
+  out.unlinkedSections = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (/Section\s+\d+\.\d+/.test(n.textContent) &&
+        !n.parentElement.closest('a, pre, code, .highlight, .cell_output, .math, mjx-container')) {
+      out.unlinkedSections.push(n.textContent.trim().slice(0, 60));
+    }
+  }
   return out;
 }"""
 
 
-def test_every_page_works_offline(site, server, browser):
-    failures, widget_pages, math_pages = [], 0, 0
+@pytest.mark.parametrize("viewport", [(1366, 900), (390, 844)], ids=["desktop", "phone"])
+def test_every_page_works_offline(site, server, browser, viewport):
+    failures, math_pages = [], 0
     for page in pages(site):
         rel = page.relative_to(site).as_posix()
-        tab = browser.new_page()
+        tab = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
         errors, external = [], []
         tab.on("console", lambda m, e=errors: m.type == "error" and e.append(m.text))
         tab.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
@@ -169,9 +200,6 @@ def test_every_page_works_offline(site, server, browser):
 
         tab.route("**/*", route)
         tab.goto(f"{server}/{rel}", wait_until="networkidle")
-        if "widget-view+json" in page.read_text(encoding="utf-8"):
-            tab.wait_for_selector(".jupyter-widgets", timeout=20_000)
-            tab.wait_for_timeout(500)
         info = tab.evaluate(CHECK_PAGE)
         tab.close()
         problems = []
@@ -181,18 +209,71 @@ def test_every_page_works_offline(site, server, browser):
             problems.append(f"{info['mathErrors']} TeX errors")
         if info["brokenImages"]:
             problems.append(f"images that did not load: {info['brokenImages']}")
-        if info["unrenderedWidgets"]:
-            problems.append(f"{info['unrenderedWidgets']} of {info['widgetViews']} widgets "
-                            "did not render")
+        if info["widgetViews"] or info["widgetScripts"]:
+            problems.append("widgets or widget scripts on the page (the site shows static twins)")
+        for key, label in [("noAlt", "images without alt text"),
+                           ("badSize", "images too small or too large"),
+                           ("overflowingMath", "display equations that overflow"),
+                           ("unlinkedSections", "'Section X.Y' not linked")]:
+            if info[key]:
+                problems.append(f"{label}: {info[key][:3]}")
         if errors:
             problems.append(f"console errors: {errors[:3]}")
-        if external and LOCAL_WIDGETS:
+        if external:
             problems.append(f"requests to other hosts: {sorted(set(external))[:3]}")
         if problems:
             failures.append(f"{rel}: " + "; ".join(problems))
-        widget_pages += bool(info["widgetViews"])
         math_pages += bool(info["math"])
     assert not failures, "\n".join(failures)
-    notebooks_with_widgets = sum("widget-view+json" in p.read_text(encoding="utf-8")
-                                 for p in toc_notebooks(ROOT))
-    assert widget_pages == notebooks_with_widgets and math_pages > 0
+    assert math_pages > 0
+
+
+def _chapter_pages() -> list[str]:
+    return [p.relative_to(ROOT).with_suffix(".html").as_posix() for p in toc_notebooks(ROOT)]
+
+
+def test_phone_navigation_drawer_opens_with_every_chapter(site, server, browser):
+    tab = browser.new_page(viewport={"width": 390, "height": 844})
+    tab.goto(f"{server}/{_chapter_pages()[2]}", wait_until="networkidle")
+    toggles = tab.locator(".primary-toggle")
+    assert toggles.count() == 1, "one primary-sidebar toggle (two make the theme bind the wrong one)"
+    toggles.first.click()
+    tab.wait_for_timeout(500)
+    dialog = tab.locator("dialog#pst-primary-sidebar-modal")
+    assert dialog.evaluate("d => d.open"), "the navigation drawer did not open"
+    links = dialog.evaluate("d => [...d.querySelectorAll('a')].filter(a => a.offsetParent)"
+                            ".map(a => a.textContent.trim())")
+    for notebook in toc_notebooks(ROOT):
+        number = notebook.stem.split("_")[0] + "." + notebook.stem.split("_")[1]
+        assert any(text.startswith(number + " ") for text in links), f"{number} not in the drawer"
+    tab.keyboard.press("Escape")
+    tab.wait_for_timeout(300)
+    assert not dialog.evaluate("d => d.open"), "the drawer closes again"
+    tab.close()
+
+
+def test_home_page_links_every_section(site):
+    html = (site / "book" / "intro.html").read_text(encoding="utf-8")
+    for chapter in _chapter_pages():
+        assert f'href="../{chapter}"' in html, f"the home page does not link {chapter}"
+
+
+def test_glossary_anchors_are_stable_names(site):
+    html = (site / "book" / "glossary.html").read_text(encoding="utf-8")
+    import re
+
+    assert not re.search(r'id="term-\d+"', html), "a glossary term with a numbered anchor"
+    assert 'id="term-neuron"' in html and 'id="term-neuron-zh"' in html
+    assert 'href="../chapters/part1/1_1_neuron.html"' in html, "section numbers are links"
+
+
+def test_search_results_show_text_without_tex(site, server, browser):
+    tab = browser.new_page()
+    tab.goto(f"{server}/search.html?q=learning+rate", wait_until="networkidle")
+    tab.wait_for_selector("ul.search li p.context", timeout=20_000)
+    snippets = tab.eval_on_selector_all("ul.search li p.context", "ps => ps.map(p => p.textContent)")
+    tab.close()
+    assert len(snippets) >= 3
+    for text in snippets:
+        assert "\\(" not in text and "\\frac" not in text and "\\mathbf" not in text, text[:120]
+        assert "Contents" not in text[:40], text[:120]

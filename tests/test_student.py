@@ -162,3 +162,24 @@ def test_student_notebook_has_no_solutions_and_runs(student_nb, student_dir):
                       for o in c.outputs)
     assert "not answered yet" in printed
     assert "✅" not in printed, "a check passed without an answer"
+
+
+def test_fold_solutions_folds_exactly_the_cells_inside_solutions():
+    from dlbook.book import fold_solutions
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("```{exercise} Q\n:label: ex-q\nWhat?\n```"),
+        nbformat.v4.new_code_cell("answer = ..."),
+        nbformat.v4.new_markdown_cell("```{solution-start} ex-q\n:class: dropdown\n```"),
+        nbformat.v4.new_markdown_cell("The answer is 42."),
+        nbformat.v4.new_code_cell("answer = 42"),
+        nbformat.v4.new_markdown_cell("```{solution-end}\n```"),
+        nbformat.v4.new_code_cell("secret = 1", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_code_cell("print('after')", metadata={"jupyter": {"source_hidden": True}}),
+    ]
+    assert fold_solutions(nb) == 3
+    hidden = [bool(c.metadata.get("jupyter", {}).get("source_hidden")) for c in nb.cells]
+    assert hidden == [False, False, False, True, True, False, True, False]
+    assert nb.cells[4].metadata["jupyter"]["outputs_hidden"] is True
+    assert "jupyter" not in student_edition(nb).cells[1].metadata

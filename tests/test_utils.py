@@ -191,3 +191,32 @@ def test_portable_init_draws_pytorchs_default_distributions():
         dlbook.utils.portable_init_(nn.MultiheadAttention(4, 2))
     with pytest.raises(ValueError, match="nn.Module"):
         dlbook.utils.portable_init_(torch.ones(3))
+
+
+def test_progress_outside_a_notebook_is_a_plain_tqdm_bar_without_timings(capsys):
+    bar = dlbook.progress(range(3), desc="steps")
+    assert list(bar) == [0, 1, 2]
+    assert "it/s" not in bar.bar_format and "elapsed" not in bar.bar_format
+    assert bar.format_meter(**bar.format_dict).startswith("steps: 100%|")
+    assert list(dlbook.progress(range(2), disable=True)) == [0, 1]
+
+
+def test_progress_in_a_notebook_stores_its_last_line(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import dlbook\nfor i in dlbook.progress(range(4), desc='work'):\n    pass\nprint('done')")]
+    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
+    outputs = nb.cells[0].outputs
+    text = [o["data"]["text/plain"] for o in outputs if o.output_type == "display_data"]
+    assert text == ["work: 100%|##########| 4/4"], text
+    assert outputs[-1].text == "done\n"
+
+
+def test_set_style_outside_ipython_sets_the_book_defaults():
+    import matplotlib as mpl
+
+    plot.set_style()
+    assert mpl.rcParams["figure.dpi"] == 100 and mpl.rcParams["font.size"] == 10

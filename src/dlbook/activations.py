@@ -494,9 +494,10 @@ def _uniform_sampler(seed: int, like: torch.Tensor) -> Callable[..., torch.Tenso
 def _maybe_progress(steps: range, progress: str | None) -> Iterable[int]:
     if progress is None:
         return steps
-    from tqdm.auto import tqdm
 
-    return tqdm(steps, desc=progress)
+    from dlbook.utils import progress as progress_bar
+
+    return progress_bar(steps, desc=progress)
 
 
 def _split_networks(W1: torch.Tensor, b1: torch.Tensor, v: torch.Tensor, c: torch.Tensor,

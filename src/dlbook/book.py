@@ -20,6 +20,8 @@ ROOT = Path.cwd()
 #: running side by side do not fight over the cores.
 RUN_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SOLUTION_TAG = "solution"
+#: Every notebook names its kernel, so JupyterLab opens it without asking.
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 #: An opening fence of a solution directive: ```{solution} ..., ~~~{solution-start} ..., :::{solution-end}
 _SOLUTION_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,}|:{3,})\s*\{(?P<name>solution(?:-start|-end)?)\}",
                              re.IGNORECASE)
@@ -63,11 +65,16 @@ def execute(paths: list[Path], timeout: int = 600) -> None:
         nb = nbformat.read(path, as_version=4)
         nb.metadata.pop("widgets", None)
         nb.metadata.pop("jupytext", None)
+        nb.metadata["kernelspec"] = dict(KERNELSPEC)
+        fold_solutions(nb)
         start = time.perf_counter()
+        # Widget state is not stored: widgets need a kernel, and the website shows each one's
+        # static twin instead (a progress bar shows its last line of text).
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                store_widget_state=True,
+                                store_widget_state=False,
                                 resources={"metadata": {"path": str(path.parent)}})
         client.execute()
+        nb.metadata.pop("widgets", None)
         nbformat.write(nb, path)
         print(f"{time.perf_counter() - start:6.1f} s  {path}")
 
@@ -148,8 +155,41 @@ def student_edition(nb: "nbformat.NotebookNode") -> "nbformat.NotebookNode":  # 
         "**Student edition.** The solutions are removed; each exercise's check cell tells you "
         "whether your answer is right (it prints *not answered yet* until you fill in the `...`)."
     )] + cells
+    for cell in out.cells:
+        cell.metadata.pop("jupyter", None)
     out.metadata.pop("widgets", None)
     return out
+
+
+def fold_solutions(nb: "nbformat.NotebookNode") -> int:  # noqa: F821
+    """Fold every solution cell in JupyterLab (``jupyter.source_hidden``/``outputs_hidden``).
+
+    Cells wholly inside a ``{solution-start}`` ... ``{solution-end}`` region, and code cells
+    tagged ``solution``, are collapsed until the reader clicks them open; the website ignores
+    this metadata and folds solutions itself. Other cells are unfolded. Returns the number of
+    folded cells.
+    """
+    folded, inside = 0, False
+    for cell in nb.cells:
+        tags = {str(t).strip().lower() for t in cell.get("metadata", {}).get("tags", [])}
+        starts_inside = inside
+        if cell.cell_type == "markdown":
+            kept, inside = _strip_solutions(cell.source.splitlines(), inside)
+            whole = starts_inside and inside and not "".join(kept).strip()
+        else:
+            whole = inside or SOLUTION_TAG in tags
+        meta = cell.metadata.setdefault("jupyter", {})
+        if whole:
+            meta["source_hidden"] = True
+            if cell.cell_type == "code":
+                meta["outputs_hidden"] = True
+            folded += 1
+        else:
+            meta.pop("source_hidden", None)
+            meta.pop("outputs_hidden", None)
+        if not meta:
+            cell.metadata.pop("jupyter")
+    return folded
 
 
 def write_student_editions(out_dir: Path, root: Path = ROOT) -> list[Path]:

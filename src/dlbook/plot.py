@@ -16,9 +16,11 @@ import matplotlib.pyplot as plt
 
 #: The book's figure defaults: small, readable, and light on ink.
 STYLE: dict[str, Any] = {
-    "figure.figsize": (5.0, 3.2),
-    "figure.dpi": 90,
-    "savefig.dpi": 90,
+    "figure.figsize": (5.6, 3.4),
+    # 100 CSS pixels per inch on the page; notebooks store PNGs at twice that ("retina"), so
+    # figures stay crisp on HiDPI screens and 10 pt text is about 14 px on screen.
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
     "font.size": 10,
     "axes.titlesize": 10,
     "axes.labelsize": 10,
@@ -34,8 +36,19 @@ STYLE: dict[str, Any] = {
 
 
 def set_style() -> None:
-    """Apply the book's matplotlib defaults (call once in a notebook's set-up cell)."""
+    """Apply the book's matplotlib defaults (call once in a notebook's set-up cell).
+
+    In a notebook, figures are also stored as PNGs at twice their displayed resolution, with
+    their display size recorded, so that they are sharp on high-density screens.
+    """
     mpl.rcParams.update(STYLE)
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # plain Python: nothing to configure
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
 
 
 # Characters that common fonts (DejaVu included) have; each button also has a tooltip.

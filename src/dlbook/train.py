@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlbook.optim import EarlyStopping
+from dlbook.utils import progress as progress_bar
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -169,14 +170,13 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
     """
     _check_fit(model, optimizer, epochs, loss_fn, val_loader, accuracy, scheduler,
                scheduler_interval, max_grad_norm, early_stopping, monitor)
-    from tqdm.auto import tqdm
 
     device = _device(model, device)
     model.to(device)
     loss_fn = _checked_loss(loss_fn)  # clear errors for mismatched dtypes and shapes
     stopper = _stopper(early_stopping)  # None, or a dlbook.optim.EarlyStopping
     history = History()
-    bar = tqdm(range(epochs), desc=desc, disable=not progress)
+    bar = progress_bar(range(epochs), desc=desc, disable=not progress)
     for epoch in bar:
         model.train()
         running = _Running(accuracy)
@@ -203,6 +203,7 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
         if stopper is not None and stopper.step(_monitored(history, monitor), model):
             history.stopped_epoch = epoch
             break
+    bar.close()  # also when stopped early: the bar's last line is what the notebook keeps
     if stopper is not None and stopper.best_state is not None:
         model.load_state_dict(stopper.best_state)
         history.restored_epoch = stopper.best_epoch

@@ -151,3 +151,41 @@ def portable_init_(model: torch.nn.Module, seed: int | None = None) -> torch.nn.
             for p in own:
                 uniform(p, 1 / math.sqrt(fan_in))
     return model
+
+
+#: A progress bar's text without timings or speed, so that a saved notebook and the website
+#: show the same final line on every machine.
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}"
+
+
+def progress(iterable: Any = None, *, desc: str | None = None, total: int | None = None,
+             disable: bool = False, **kwargs: Any) -> Any:
+    """A ``tqdm.auto`` progress bar for loops that take more than a few seconds.
+
+    In Jupyter it is the live widget bar; when the loop ends, the cell's stored output is
+    replaced by the bar's final line ("desc: 100%|██████████| 7/7"), without the elapsed time
+    or speed. That line is what the website shows and what the notebook tests compare. Outside
+    a notebook it is tqdm's usual text bar. Use it like ``tqdm``: ``for x in progress(xs, desc=...)``.
+    """
+    from tqdm.auto import tqdm as auto_tqdm
+    from tqdm.notebook import tqdm_notebook
+
+    kwargs.setdefault("bar_format", BAR_FORMAT)
+    if disable or not issubclass(auto_tqdm, tqdm_notebook):
+        return auto_tqdm(iterable, desc=desc, total=total, disable=disable, **kwargs)
+    from IPython.display import display
+
+    class FinalLineBar(auto_tqdm):
+        """tqdm's widget bar, whose stored output becomes its final line when it closes."""
+
+        handle = None
+
+        def close(self) -> None:
+            super().close()
+            if self.handle is not None:
+                self.handle.update(self.container)
+                self.handle = None
+
+    bar = FinalLineBar(iterable, desc=desc, total=total, display=False, **kwargs)
+    bar.handle = display(bar.container, display_id=True)
+    return bar

@@ -146,7 +146,12 @@ CHECK_PAGE = r"""async () => {
   out.widgetViews = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
   out.widgetScripts = [...document.scripts].filter(s => /embed-amd|require\.js|html-manager/.test(s.src)).length;
   const article = document.querySelector('article.bd-article');
-  const column = article ? article.getBoundingClientRect() : null;
+  // The content box of the article: its width without the padding.
+  const box = article ? article.getBoundingClientRect() : null;
+  const pad = article ? getComputedStyle(article) : null;
+  const column = article ? {left: box.left + parseFloat(pad.paddingLeft),
+                            right: box.right - parseFloat(pad.paddingRight),
+                            width: box.width - parseFloat(pad.paddingLeft) - parseFloat(pad.paddingRight)} : null;
   // Every figure in the content has alt text (not a file name).
   const content = article ? [...article.querySelectorAll('img')] : [];
   out.noAlt = content.filter(i => !i.alt || /\.(png|svg|jpe?g)$|\//.test(i.alt)).map(i => i.src.slice(-40));

@@ -61,14 +61,15 @@ _ANIMATIONS = 0  # animations rendered in this session (part of each player's el
 
 
 def animation_html(anim: Any, *, fps: int = 6, default_mode: str = "loop",
-                   dpi: float | None = None) -> Any:
+                   dpi: float | None = None, alt: str | None = None) -> Any:
     """Render a ``matplotlib.animation.Animation`` as self-contained HTML (no kernel needed).
 
     This is the static twin of an interactive widget: the frames are computed once, embedded
     as PNG images, and play with the player's own buttons on the website. The random element
     id matplotlib uses is replaced by one derived from the frames, so a re-run is identical.
     The animation's figure is closed so it is not shown a second time. Frames are saved at
-    ``dpi`` (default: ``savefig.dpi``); a lower one keeps the notebook small.
+    ``dpi`` (default: ``savefig.dpi``); a lower one keeps the notebook small. ``alt`` is the
+    frames' text for readers who cannot see them (the book's pages need one).
     """
     from matplotlib.animation import Animation
 
@@ -86,6 +87,11 @@ def animation_html(anim: Any, *, fps: int = 6, default_mode: str = "loop",
     html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">', "", html)
     html = re.sub(r'<i class="fa (fa-[a-z-]+)( fa-flip-horizontal)?"></i>',
                   lambda m: "&#x25C0;" if m.group(2) else _ICONS[m.group(1)], html)
+    if alt is not None:
+        import html as html_lib
+
+        html = re.sub(r'<img id="_anim_img', f'<img alt="{html_lib.escape(alt)}" id="_anim_img',
+                      html, count=1)
     uid = re.search(r'id="_anim_img([0-9a-f]+)"', html)
     if uid:
         # The id must not depend on pixel values (they differ in the last bit between CPUs):

@@ -37,16 +37,24 @@ def lab(tmp_path_factory):
             pytest.fail("CI needs Chromium for the JupyterLab test: apt-get install chromium")
         pytest.skip("Chromium not installed (apt-get install chromium)")
     settings = tmp_path_factory.mktemp("lab-settings")
-    # Render every cell at once (JupyterLab otherwise renders only the cells in view).
-    (settings / "overrides.json").write_text(json.dumps(
-        {"@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
-         "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
-                                                         "checkForUpdates": False}}))
+    # Render every cell at once (JupyterLab otherwise renders only the cells in view), and
+    # do not ask about news.
+    for plugin, values in {"notebook-extension/tracker": {"windowingMode": "none"},
+                           "apputils-extension/notification": {"fetchNews": "false",
+                                                               "checkForUpdates": False}}.items():
+        target = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    # Serve a copy, so that JupyterLab's autosave and checkpoints never touch the book.
+    root = tmp_path_factory.mktemp("lab-root")
+    (root / NOTEBOOK).parent.mkdir(parents=True)
+    shutil.copy(ROOT / NOTEBOOK, root / NOTEBOOK)
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings))
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings),
+               JUPYTER_CONFIG_DIR=str(tmp_path_factory.mktemp("jupyter-config")))
     jupyter = Path(sys.executable).with_name("jupyter")
     cmd = [str(jupyter), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            f"--LabApp.user_settings_dir={settings}", "--allow-root"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -76,6 +84,12 @@ def test_lab_opens_a_notebook_ready_to_run_with_its_myst_rendered(lab):
     markdown = "\n".join("".join(c["source"]) for c in source["cells"]
                          if c["cell_type"] == "markdown")
     n_exercises = markdown.count("```{exercise}")
+    hidden = [c for c in source["cells"] if c.get("metadata", {}).get("jupyter", {}).get(
+        "source_hidden")]
+    # a line of a folded solution that appears nowhere else in the notebook
+    secret = next(line.strip() for c in hidden if c["cell_type"] == "markdown"
+                  for line in "".join(c["source"]).splitlines()
+                  if len(line.strip()) > 25 and "$" not in line and markdown.count(line.strip()) == 1)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
@@ -83,24 +97,25 @@ def test_lab_opens_a_notebook_ready_to_run_with_its_myst_rendered(lab):
         tab.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
         tab.wait_for_selector(".jp-Notebook .jp-MarkdownCell", timeout=60_000)
         tab.wait_for_function(
-            f"document.querySelectorAll('.jp-Notebook details').length >= {n_exercises}",
+            f"document.querySelectorAll('.jp-Notebook aside.myst-exercise').length >= {n_exercises}",
             timeout=60_000)
-        info = tab.evaluate("""() => {
-          const md = [...document.querySelectorAll('.jp-MarkdownOutput')];
+        info = tab.evaluate("""(secret) => {
+          const md = [...document.querySelectorAll('.jp-MarkdownCell .myst, .jp-MarkdownCell .jp-MarkdownOutput')];
           return {
             kernel: document.querySelector('.jp-KernelName, .jp-Toolbar-kernelName')?.textContent,
             dialog: !!document.querySelector('.jp-Dialog'),
-            exercises: document.querySelectorAll('.jp-Notebook aside.admonition, .jp-Notebook div.admonition').length,
-            solutions: document.querySelectorAll('.jp-Notebook details').length,
-            open: document.querySelectorAll('.jp-Notebook details[open]').length,
-            raw: md.filter(e => /:class: dropdown|\\{solution-start\\}|\\{exercise\\}|\\{eq\\}`/.test(e.textContent)).length,
-            eqLinks: document.querySelectorAll('.jp-MarkdownOutput a[href^="#eq"], .jp-MarkdownOutput a[href*="eq-"]').length,
+            exercises: document.querySelectorAll('.jp-Notebook aside.myst-exercise').length,
+            folded: document.querySelectorAll('.jp-Notebook .jp-InputPlaceholder').length,
+            secretShown: document.querySelector('.jp-Notebook').innerText.includes(secret),
+            raw: md.filter(e => /:class: dropdown|\{solution-start\}|\{exercise\}|\{eq\}`/.test(e.textContent)).length,
+            rendered: md.length,
+            eqLinks: md.map(e => e.querySelectorAll('a[href^="#eq-"]').length).reduce((a, b) => a + b, 0),
           };
-        }""")
+        }""", secret)
         browser.close()
     assert not info["dialog"], "JupyterLab asked for a kernel"
     assert "Python 3" in (info["kernel"] or ""), info
     assert info["exercises"] >= n_exercises, info
-    assert info["solutions"] >= n_exercises and info["open"] == 0, "solutions are folded"
-    assert info["raw"] == 0, "MyST markup shown as raw text"
+    assert info["folded"] >= len(hidden) and not info["secretShown"], "solutions are folded"
+    assert info["rendered"] >= 20 and info["raw"] == 0, "MyST markup shown as raw text"
     assert info["eqLinks"] > 0, "equation references are links"

@@ -68,6 +68,7 @@ def _stable_glossary_ids(app: Sphinx, doctree: nodes.document) -> None:
     """Give a glossary entry's further names the first name's anchor plus ``-zh``."""
     env = app.env
     std = env.get_domain("std")
+    renamed: dict[str, str] = {}
     for glossary in doctree.findall(addnodes.glossary):
         for item in glossary.findall(nodes.definition_list_item):
             terms = [t for t in item.children if isinstance(t, nodes.term)]
@@ -80,14 +81,23 @@ def _stable_glossary_ids(app: Sphinx, doctree: nodes.document) -> None:
                     continue
                 new = f"{first}-zh" if n == 1 else f"{first}-{n}"
                 term["ids"] = [new]
+                renamed[old] = new
                 doctree.ids.pop(old, None)
                 doctree.ids[new] = term
                 text = term.astext()
                 std.objects["term", text] = (env.docname, new)
                 std._terms[text.lower()] = (env.docname, new)
-                for index in term.findall(addnodes.index):
-                    index["entries"] = [(kind, value, new if tid == old else tid, main, key)
-                                        for kind, value, tid, main, key in index["entries"]]
+    if not renamed:
+        return
+
+    def rename(entries: list) -> list:
+        return [(kind, value, renamed.get(tid, tid), main, key)
+                for kind, value, tid, main, key in entries]
+
+    for index in doctree.findall(addnodes.index):
+        index["entries"] = rename(index["entries"])
+    index_domain = env.get_domain("index")  # it collected the entries before this event
+    index_domain.entries[env.docname] = rename(index_domain.entries.get(env.docname, []))
 
 
 def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any],

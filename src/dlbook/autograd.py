@@ -442,14 +442,16 @@ def mlp_forward_torch(model: MLP, X: torch.Tensor,
 
 
 # ----- drawing a small graph --------------------------------------------------------------
-def draw_graph(root: Value, ax: Any = None, *, max_nodes: int = 40) -> Any:
+def draw_graph(root: Value, ax: Any = None, *, max_nodes: int = 40,
+               fontsize: float = 9.0) -> Any:
     """Draw the graph behind ``root``: a box per Value (label, data, grad), a circle per op.
 
     Each node sits in a column given by its depth: the longest path from a leaf to it, with
     ``root`` rightmost and each leaf just left of its first consumer. Within a column, nodes
     are ordered by the rows of their consumers, which keeps edges short; an edge that skips
     columns is drawn as an arc, and an input used twice (``a * a``) gets two arcs. Uses
-    matplotlib only. Returns the axes.
+    matplotlib only. ``fontsize`` is the labels' size in points; a new figure is made wide
+    enough for them (at most 8 inches). Returns the axes.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch
@@ -485,18 +487,20 @@ def draw_graph(root: Value, ax: Any = None, *, max_nodes: int = 40) -> Any:
 
     if ax is None:
         ncol, nrow = len(columns), max(len(c) for c in columns.values())
-        _, ax = plt.subplots(figsize=(min(6.0, 1.25 * ncol + 0.4), 0.75 * nrow + 0.9))
+        scale = fontsize / 7  # the layout below was made for 7-point labels
+        _, ax = plt.subplots(figsize=(min(8.0, scale * (1.25 * ncol + 0.4)),
+                                      0.75 * nrow + 0.55))
     arrow = dict(arrowstyle="-|>", mutation_scale=8, color="0.45", lw=0.8, shrinkA=0, shrinkB=0)
     for node in order:
         x, y = pos[id(node)]
         name = f"{node.label}  " if node.label else ""
         ax.text(x, y, f"{name}{node.data:.4g}\ngrad {node.grad:.4g}", ha="center", va="center",
-                fontsize=7, zorder=3,
+                fontsize=fontsize, zorder=3,
                 bbox=dict(boxstyle="round,pad=0.25", fc="#eef3fb", ec="0.3", lw=0.8))
         if not node._op:
             continue
         ox = x - 0.5 * dx  # the op that made this node, halfway to its inputs
-        ax.text(ox, y, node._op, ha="center", va="center", fontsize=7, zorder=3,
+        ax.text(ox, y, node._op, ha="center", va="center", fontsize=fontsize, zorder=3,
                 bbox=dict(boxstyle="circle,pad=0.2", fc="#fdf1dc", ec="0.3", lw=0.8))
         ax.add_patch(FancyArrowPatch((ox + op_r, y), (x - box_w / 2, y), **arrow))
         for i, child in enumerate(node._prev):
@@ -511,6 +515,6 @@ def draw_graph(root: Value, ax: Any = None, *, max_nodes: int = 40) -> Any:
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     ax.set_xlim(min(xs) - box_w / 2 - 0.1, max(xs) + box_w / 2 + 0.1)
-    ax.set_ylim(min(ys) - 0.9, max(ys) + 0.9)
+    ax.set_ylim(min(ys) - 0.55, max(ys) + 0.55)
     ax.set_axis_off()
     return ax

@@ -222,3 +222,18 @@ def test_loader_takes_any_dataset() -> None:
 def test_loader_rejects_bad_input(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         data.loader(**kwargs)
+
+
+def test_the_shipped_text_loads_offline_and_is_what_its_readme_says():
+    from dlbook import data
+
+    text = data.text()
+    assert len(text) == 996_655 and len(text.encode("utf-8")) < 1_000_000
+    assert text.startswith("CHAPTER 1. Loomings.\n\nCall me Ishmael.")
+    assert text.count("\nCHAPTER ") == 108  # chapters 1-109
+    assert {c for c in text if ord(c) > 127} == {"—"}
+    assert data.text(chars=20) == text[:20]
+    with pytest.raises(ValueError, match="unknown text"):
+        data.text("hamlet")
+    with pytest.raises(ValueError, match="chars"):
+        data.text(chars=0)

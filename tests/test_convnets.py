@@ -359,7 +359,7 @@ def test_feature_maps_are_the_relu_outputs_in_order_and_hooks_are_removed():
     net = portable_init_(convnets.lenet(dtype=f64), seed=0)
     x = _randn(2, 64)
     maps = convnets.feature_maps(net, x)
-    assert [m.shape for m in maps] == [(2, 8, 8, 8), (2, 16, 4, 4), (2, 64)]
+    assert [m.shape for m in maps] == [(2, 12, 8, 8), (2, 24, 4, 4), (2, 64)]
     net.eval()
     with torch.no_grad():
         want = net[:4](x)
@@ -368,7 +368,7 @@ def test_feature_maps_are_the_relu_outputs_in_order_and_hooks_are_removed():
     assert all(not m._forward_hooks for m in net.modules())
     assert net.training
     convs = convnets.feature_maps(net, x, kinds=(nn.Conv2d, nn.Linear))
-    assert [m.shape[1] for m in convs] == [8, 16, 64, 10]
+    assert [m.shape[1] for m in convs] == [12, 24, 64, 10]
     with pytest.raises(ValueError, match="kinds"):
         convnets.feature_maps(net, x, kinds=nn.ReLU)
 

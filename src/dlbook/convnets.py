@@ -50,7 +50,7 @@ class Reshape(nn.Module):
         return ", ".join(map(str, self.shape))
 
 
-def lenet(channels: Sequence[int] = (8, 16), hidden: int = 64, classes: int = 10, *,
+def lenet(channels: Sequence[int] = (12, 24), hidden: int = 64, classes: int = 10, *,
           image_size: int = 8, batch_norm: bool = True, dtype: torch.dtype | None = None,
           device: torch.device | str | None = None) -> nn.Sequential:
     """A LeNet-style CNN for small square grey-scale images, (B, image_size²) → (B, classes).
@@ -60,7 +60,7 @@ def lenet(channels: Sequence[int] = (8, 16), hidden: int = 64, classes: int = 10
     LeNet-5 (LeCun et al., 1998), whose two convolutional layers had 6 and 16 channels. With
     the defaults:
 
-        8×8 → conv → 8@8×8 → pool → 8@4×4 → conv → 16@4×4 → pool → 16@2×2 → 64 → 64 → 10
+        8×8 → conv → 12@8×8 → pool → 12@4×4 → conv → 24@4×4 → pool → 24@2×2 → 96 → 64 → 10
     """
     c1, c2 = _check_lenet(channels, hidden, classes, image_size, batch_norm)
     side = image_size // 4  # two poolings halve the side twice

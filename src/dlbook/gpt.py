@@ -290,8 +290,9 @@ class GPT(nn.Module):
                     logits = self(idx[:, -1:], caches)
             else:
                 logits = self(idx[:, -ctx:])
-            logits = logits[:, -1, :].float() if logits.dtype == torch.float16 else logits[:, -1]
-            idx = torch.cat([idx, sample(logits, temperature, top_k, top_p, generator)], dim=1)
+            last = logits[:, -1].to(torch.promote_types(logits.dtype, torch.float32))
+            next_token = sample(last, temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, next_token], dim=1)
         return idx
 
     # ---- Hugging Face (the functions are defined at the end of the file)

@@ -88,10 +88,11 @@ def test_sdpa_rejects_bad_input():
 # ---------------------------------------------------------------------------------- positions
 
 def test_sinusoidal_positions_match_the_formula():
-    pe = sinusoidal_positions(50, 16).double()
+    pe = sinusoidal_positions(50, 16, dtype=torch.float64)
+    assert pe.dtype == torch.float64 and sinusoidal_positions(3, 4).dtype == torch.float32
     pos, i = 17, 3
-    assert math.isclose(pe[pos, 2 * i], math.sin(pos / 10000 ** (2 * i / 16)), abs_tol=1e-6)
-    assert math.isclose(pe[pos, 2 * i + 1], math.cos(pos / 10000 ** (2 * i / 16)), abs_tol=1e-6)
+    assert math.isclose(pe[pos, 2 * i], math.sin(pos / 10000 ** (2 * i / 16)), abs_tol=1e-12)
+    assert math.isclose(pe[pos, 2 * i + 1], math.cos(pos / 10000 ** (2 * i / 16)), abs_tol=1e-12)
     with pytest.raises(ValueError, match="even"):
         sinusoidal_positions(4, 5)
 

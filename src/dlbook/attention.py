@@ -100,9 +100,11 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 # ---------------------------------------------------------------------------------- positions
 
-def sinusoidal_positions(length: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+def sinusoidal_positions(length: int, d_model: int, base: float = 10000.0,
+                         dtype: torch.dtype | None = None) -> torch.Tensor:
     """Vaswani et al.'s fixed position codes, ``(length, d_model)``: even features
-    ``sin(pos / base**(2i/d))``, odd features ``cos`` of the same angle."""
+    ``sin(pos / base**(2i/d))``, odd features ``cos`` of the same angle (computed in float64,
+    returned in ``dtype``, by default the default dtype)."""
     if d_model % 2:
         raise ValueError(f"d_model must be even for sine/cosine pairs, got {d_model}")
     pos = torch.arange(length, dtype=torch.float64).unsqueeze(1)
@@ -110,7 +112,7 @@ def sinusoidal_positions(length: int, d_model: int, base: float = 10000.0) -> to
     pe = torch.zeros(length, d_model, dtype=torch.float64)
     pe[:, 0::2] = torch.sin(pos * freq)
     pe[:, 1::2] = torch.cos(pos * freq)
-    return pe.to(torch.get_default_dtype())
+    return pe.to(torch.get_default_dtype() if dtype is None else dtype)
 
 
 def rope_cos_sin(head_dim: int, positions: int | torch.Tensor, theta: float = 10000.0,

@@ -22,6 +22,8 @@ def test_batches_are_windows_shifted_by_one():
         get_batch(torch.zeros(100), 2, 5)
     with pytest.raises(ValueError, match="more than context_length"):
         get_batch(tokens[:10], 2, 10)
+    with pytest.raises(ValueError, match="positive integer"):
+        get_batch(tokens, 2.0, 10)
 
 
 def test_schedule_warms_up_then_decays_to_the_floor():

@@ -7,6 +7,7 @@ Section 4.5 writes the loop out line by line; the other sections call :func:`tra
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -24,11 +25,12 @@ def get_batch(tokens: torch.Tensor, batch_size: int, context_length: int,
     y being x shifted one token to the left (y[:, t] is the token that follows x[:, :t+1])."""
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1 or tokens.is_floating_point():
         raise ValueError("expected tokens as a 1-D integer tensor, e.g. torch.tensor(tok.encode(text))")
+    for name, value in (("batch_size", batch_size), ("context_length", context_length)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if len(tokens) < context_length + 1:
         raise ValueError(f"need more than context_length={context_length} tokens, "
                          f"got {len(tokens)}")
-    if batch_size < 1 or context_length < 1:
-        raise ValueError("batch_size and context_length must be positive")
     starts = torch.randint(len(tokens) - context_length, (batch_size,), generator=generator)
     offsets = torch.arange(context_length)
     x = tokens[starts[:, None] + offsets]

@@ -99,7 +99,7 @@ def test_lab_opens_a_notebook_ready_to_run_with_its_myst_rendered(lab):
         tab.wait_for_function(
             f"document.querySelectorAll('.jp-Notebook aside.myst-exercise').length >= {n_exercises}",
             timeout=60_000)
-        info = tab.evaluate("""(secret) => {
+        info = tab.evaluate(r"""(secret) => {
           const md = [...document.querySelectorAll('.jp-MarkdownCell .myst, .jp-MarkdownCell .jp-MarkdownOutput')];
           return {
             kernel: document.querySelector('.jp-KernelName, .jp-Toolbar-kernelName')?.textContent,

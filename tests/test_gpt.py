@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from dlbook.gpt import GPT, GPTConfig, config_from_hf, hf_config, sample
+from dlbook.gpt import GPT, GPTConfig, config_from_hf, hf_config, init_weights_, sample
 
 D = torch.float64
 SMALL = dict(vocab_size=101, context_length=24, d_model=32, n_layers=2, n_heads=4)
@@ -193,3 +193,31 @@ def test_config_and_input_errors():
         GPT(GPTConfig.gpt2(**SMALL, norm="rmsnorm")).to_hf()
     with pytest.raises(ValueError, match="GPTConfig"):
         GPT(dict(SMALL))
+
+
+def test_portable_initialisation_follows_gpt2_and_is_seeded():
+    config = GPTConfig.llama(**{**SMALL, "n_layers": 8, "d_model": 64})
+    a = init_weights_(GPT(config), seed=3)
+    b = init_weights_(GPT(config), seed=3)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name
+    q_w = torch.cat([blk.attn.q_proj.weight.flatten() for blk in a.blocks])
+    down = torch.cat([blk.mlp.down_proj.weight.flatten() for blk in a.blocks])
+    assert abs(q_w.std().item() - 0.02) < 0.001
+    assert abs(down.std().item() - 0.02 / 4) < 0.0003            # 1 / sqrt(2 * 8 layers)
+    assert (a.blocks[0].norm1.weight == 1).all()
+    gpt2 = init_weights_(GPT(GPTConfig.gpt2(**SMALL)), seed=0, std=0.1)
+    assert (gpt2.blocks[0].attn.q_proj.bias == 0).all()
+    assert abs(gpt2.tok_emb.weight.std().item() - 0.1) < 0.01
+
+
+def test_padding_mask_hides_keys():
+    model = _random(GPT(CONFIGS["llama"]).double().eval(), 6)
+    idx = torch.randint(0, 101, (2, 10))
+    torch.testing.assert_close(model(idx, mask=torch.ones(10, 10, dtype=torch.bool)), model(idx))
+    hide_first = torch.ones(2, 1, 1, 10, dtype=torch.bool)
+    hide_first[:, :, :, 0] = False                                 # key 0 is padding
+    changed = idx.clone()
+    changed[:, 0] = (changed[:, 0] + 1) % 101
+    a, b = model(idx, mask=hide_first), model(changed, mask=hide_first)
+    torch.testing.assert_close(a[:, 1:], b[:, 1:])                 # nobody else reads it

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from dlbook.attention import KVCache, MultiHeadAttention
 
-__all__ = ["GPTConfig", "GPT", "Block", "MLP", "SwiGLU", "RMSNorm", "hf_config",
+__all__ = ["GPTConfig", "GPT", "Block", "MLP", "SwiGLU", "RMSNorm", "init_weights_", "hf_config",
            "config_from_hf", "state_dict_from_hf", "state_dict_to_hf"]
 
 # (n_layers, n_heads, d_model) of the four published GPT-2 models (Radford et al. 2019)
@@ -210,7 +210,7 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
         # GPT-2: scale the projections that write into the residual stream by 1/sqrt(2 L)
         for name, p in self.named_parameters():
-            if name.endswith(("attn.o_proj.weight", "mlp.proj.weight", "mlp.down_proj.weight")):
+            if name.endswith(RESIDUAL_PROJECTIONS):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
 
     @staticmethod
@@ -324,6 +324,27 @@ class GPT(nn.Module):
         if self.config.tie_embeddings:
             hf.tie_weights()
         return hf.eval()
+
+
+# the projections that write into the residual stream (GPT-2 scales their init by 1/sqrt(2 L))
+RESIDUAL_PROJECTIONS = ("attn.o_proj.weight", "mlp.proj.weight", "mlp.down_proj.weight")
+
+
+def init_weights_(model: nn.Module, seed: int = 0, std: float = 0.02) -> nn.Module:
+    """GPT-2's initialisation drawn in float64 from its own generator, so that every CPU starts
+    from the same weights (float32 ``normal_`` has vectorised kernels whose last bits differ
+    between processors). Matrices N(0, std), residual projections N(0, std / sqrt(2 L)); biases
+    0, norm gains 1. Works on any model with a ``config`` whose parameters follow GPT's names."""
+    g = torch.Generator().manual_seed(seed)
+    residual_std = std / math.sqrt(2 * model.config.n_layers)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                s = residual_std if name.endswith(RESIDUAL_PROJECTIONS) else std
+                p.copy_(s * torch.randn(p.shape, generator=g, dtype=torch.float64))
+            else:
+                p.fill_(0.0 if name.endswith("bias") else 1.0)
+    return model
 
 
 def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,

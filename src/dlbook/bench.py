@@ -38,7 +38,8 @@ _PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "A10": 125e12, "V100":
           "L4": 121e12, "4090": 165e12, "T4": 65e12}
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device to finish its queued work (a no-op on the CPU), before reading a clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -48,12 +49,12 @@ def time_call(fn: Callable[[], Any], device: torch.device, repeats: int = 5,
     """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -9,6 +9,7 @@ collectives moved and the bytes each rank holds.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -46,9 +47,11 @@ def token_batches(steps: int, batch: int, seq_len: int = 16, vocab: int = 64,
 
 
 def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy (in fp32 when the model computes in 16 bits)."""
     logits = model(x)
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)).to(
-        logits.dtype if logits.dtype == F64 else torch.float32), y.reshape(-1))
+    if logits.dtype != F64:
+        logits = logits.float()
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
 
 def shard_rows(t: torch.Tensor, rank: int, world: int) -> torch.Tensor:
@@ -68,9 +71,9 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
 
 
 def train_single(steps: int = 3, batch: int = 8, optimizer: str = "sgd", lr: float = 0.1,
-                 seed: int = 0, **model_kw: Any) -> dict[str, Any]:
+                 seed: int = 0, dtype: torch.dtype = F64, **model_kw: Any) -> dict[str, Any]:
     """The reference: one process, the whole global batch each step."""
-    model = tiny_gpt(seed, **model_kw)
+    model = tiny_gpt(seed, dtype, **model_kw)
     opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr)
     losses = []
     for x, y in token_batches(steps, batch, seed=seed):
@@ -101,7 +104,8 @@ def _replica_gap(model: nn.Module) -> float:
 
 def train_data_parallel(method: str, steps: int = 3, batch: int = 8, optimizer: str = "sgd",
                         lr: float = 0.1, seed: int = 0, micro_batches: int = 1,
-                        bucket_size_mb: float | None = None, **model_kw: Any) -> dict[str, Any]:
+                        bucket_size_mb: float | None = None, dtype: torch.dtype = F64,
+                        **model_kw: Any) -> dict[str, Any]:
     """Train on this rank's slice of every global batch with one of the methods of 6.2-6.3:
 
     ``none`` (no averaging: what goes wrong), ``average_weights`` (step locally, then average
@@ -111,10 +115,12 @@ def train_data_parallel(method: str, steps: int = 3, batch: int = 8, optimizer: 
     (``ZeroRedundancyOptimizer``), ``fsdp`` (``FSDP``), ``fsdp_bf16`` (``FSDP`` computing in
     bfloat16 on fp32 master weights), ``fsdp2`` (PyTorch's ``fully_shard``).
     With ``micro_batches`` > 1 each rank's slice is split and the gradients accumulated
-    (``no_sync`` on all but the last, for the DDP methods).
+    (``no_sync`` on all but the last, for the DDP methods). ``dtype`` is the parameters'
+    dtype (float64 by default, so that equal computations agree to the last bits).
     """
     rank, world = dist.get_rank(), dist.get_world_size()
-    dtype = torch.float32 if method == "fsdp_bf16" else F64
+    if method == "fsdp_bf16":
+        dtype = torch.float32  # fp32 master weights, bf16 compute
     if method in ("ddp", "zero1", "fsdp", "fsdp_bf16"):
         # every rank starts from its own random weights: the wrapper must broadcast rank 0's
         model = tiny_gpt(seed + 100 * rank, dtype, **model_kw)
@@ -257,7 +263,9 @@ def dcp_load(path: str) -> dict[str, torch.Tensor]:
                                                          set_model_state_dict)
     model = _fsdp2_model(seed=1)  # different weights, to see that loading replaces them
     state = {"model": get_model_state_dict(model)}
-    dcp.load(state, checkpoint_id=path)
+    with warnings.catch_warnings():  # without a process group DCP says it loads in one process
+        warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single")
+        dcp.load(state, checkpoint_id=path)
     set_model_state_dict(model, state["model"])
     return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone()
             for k, v in model.named_parameters()}

@@ -20,6 +20,9 @@ METHODS = [
     ("ddp_accumulate", "ddp", {"micro_batches": 2}),
     ("torch_ddp_accumulate", "torch_ddp", {"micro_batches": 2}),
     ("ddp_untied", "ddp", {"tie_embeddings": False}),
+    ("ddp_frozen", "ddp", {"frozen": ("pos_emb.weight", "blocks.0.norm1.weight")}),
+    ("ddp_frozen_buckets", "ddp", {"frozen": ("pos_emb.weight", "blocks.0.norm1.weight"),
+                                   "bucket_size_mb": 0.02}),
     ("ddp_adam", "ddp", {"optimizer": "adam", "lr": 1e-2}),
     ("average_weights_adam", "average_weights", {"optimizer": "adam", "lr": 1e-2}),
 ]
@@ -41,7 +44,9 @@ def reference():
     return {"sgd": runs.train_single(steps=3), "adam": runs.train_single(steps=3, optimizer="adam",
                                                                          lr=1e-2),
             "untied": runs.train_single(steps=3, tie_embeddings=False),
-            "sgd2": runs.train_single(steps=2)}
+            "sgd2": runs.train_single(steps=2),
+            "frozen": runs.train_single(steps=3, frozen=("pos_emb.weight",
+                                                         "blocks.0.norm1.weight"))}
 
 
 @pytest.mark.parametrize("label", ["allreduce", "ddp", "torch_ddp", "average_weights",
@@ -57,6 +62,16 @@ def test_data_parallel_equals_one_process(two, reference, label):
 def test_untied_and_adam(two, reference):
     assert max_diff(two[0]["ddp_untied"]["params"], reference["untied"]["params"]) < 1e-12
     assert max_diff(two[1]["ddp_adam"]["params"], reference["adam"]["params"]) < 1e-12
+
+
+def test_parameters_that_need_no_gradient_are_left_alone(two, reference):
+    for label in ("ddp_frozen", "ddp_frozen_buckets"):
+        got = two[1][label]
+        assert max_diff(got["params"], reference["frozen"]["params"]) < 1e-12
+        init = runs.tiny_gpt(0).pos_emb.weight
+        assert torch.equal(got["params"]["pos_emb.weight"], init)  # never updated
+        # frozen tensors are never all-reduced: 2 fewer messages than with everything trainable
+    assert two[0]["ddp_frozen"]["buckets"] == two[0]["ddp"]["buckets"] - 2
 
 
 def test_four_ranks(four, reference):
@@ -89,6 +104,10 @@ def test_buckets_overlap_backward_and_traffic_is_two_passes(two):
 
 
 def test_bad_input_and_no_group():
+    with pytest.raises(ValueError, match="bucket_size_mb"):
+        DDP(torch.nn.Linear(2, 2), bucket_size_mb=0)
+    with pytest.raises(ValueError, match="nn.Module"):
+        DDP(lambda x: x)
     with pytest.raises(ValueError, match="process group"):
         DDP(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="process group"):

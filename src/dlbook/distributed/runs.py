@@ -28,10 +28,15 @@ F64 = torch.float64
 TINY = dict(vocab_size=64, context_length=16, d_model=32, n_layers=2, n_heads=4)
 
 
-def tiny_gpt(seed: int = 0, dtype: torch.dtype = F64, **overrides: Any) -> GPT:
-    """A small GPT, initialised the same way on every machine (``init_weights_``)."""
+def tiny_gpt(seed: int = 0, dtype: torch.dtype = F64, frozen: tuple[str, ...] = (),
+             **overrides: Any) -> GPT:
+    """A small GPT, initialised the same way on every machine (``init_weights_``); the
+    parameters named in ``frozen`` do not require grad."""
     model = GPT(GPTConfig(**{**TINY, **overrides}))
     init_weights_(model, seed)
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
     return model.to(dtype)
 
 

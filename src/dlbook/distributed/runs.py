@@ -19,6 +19,7 @@ from torch import nn
 
 from dlbook.distributed.comm import Traffic
 from dlbook.distributed.ddp import DDP, allreduce_gradients, unique_parameters
+from dlbook.distributed.launch import local_device
 from dlbook.distributed.zero import FSDP, ShardedOptimizer, local_bytes
 from dlbook.gpt import GPT, GPTConfig, init_weights_
 
@@ -126,11 +127,12 @@ def train_data_parallel(method: str, steps: int = 3, batch: int = 8, optimizer: 
     rank, world = dist.get_rank(), dist.get_world_size()
     if method == "fsdp_bf16":
         dtype = torch.float32  # fp32 master weights, bf16 compute
+    dev = local_device()  # the CPU under gloo, this rank's GPU under NCCL
     if method in ("ddp", "zero1", "fsdp", "fsdp_bf16"):
         # every rank starts from its own random weights: the wrapper must broadcast rank 0's
-        model = tiny_gpt(seed + 100 * rank, dtype, **model_kw)
+        model = tiny_gpt(seed + 100 * rank, dtype, **model_kw).to(dev)
     else:
-        model = tiny_gpt(seed, dtype, **model_kw)
+        model = tiny_gpt(seed, dtype, **model_kw).to(dev)
     traffic = Traffic().__enter__()
     wrapped: nn.Module = model
     if method in ("ddp", "zero1"):
@@ -142,7 +144,7 @@ def train_data_parallel(method: str, steps: int = 3, batch: int = 8, optimizer: 
     elif method == "fsdp2":
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
-        mesh = init_device_mesh("cpu", (world,))
+        mesh = init_device_mesh(dev.type, (world,))
         for block in model.blocks:
             fully_shard(block, mesh=mesh)
         wrapped = fully_shard(model, mesh=mesh)
@@ -159,10 +161,10 @@ def train_data_parallel(method: str, steps: int = 3, batch: int = 8, optimizer: 
         opt = make_optimizer(optimizer, params, lr)
     losses, gaps, bytes_held = [], [], None
     for x, y in token_batches(steps, batch, seed=seed):
-        x, y = shard_rows(x, rank, world), shard_rows(y, rank, world)
+        x, y = shard_rows(x, rank, world).to(dev), shard_rows(y, rank, world).to(dev)
         opt.zero_grad()
         xs, ys = x.chunk(micro_batches), y.chunk(micro_batches)
-        total = torch.zeros((), dtype=F64)
+        total = torch.zeros((), dtype=F64, device=dev)
         for i, (xm, ym) in enumerate(zip(xs, ys)):
             last = i == micro_batches - 1
             sync = wrapped.no_sync() if (not last and isinstance(wrapped, (DDP,
@@ -190,9 +192,10 @@ def train_data_parallel(method: str, steps: int = 3, batch: int = 8, optimizer: 
     if isinstance(wrapped, FSDP):
         full = wrapped.gather_full_params()
     elif method == "fsdp2":
-        full = {k: v.full_tensor().detach().clone() for k, v in model.named_parameters()}
+        full = {k: v.full_tensor().detach().cpu() for k, v in model.named_parameters()}
     else:
-        full = {k: v.detach().clone() for k, v in model.named_parameters()}
+        full = {k: v.detach().cpu() for k, v in model.named_parameters()}
+    full = {k: v.cpu() for k, v in full.items()}
     n_params = sum(p.numel() for p in unique_parameters(model if method != "fsdp" else
                                                        wrapped.module, False)) \
         if not isinstance(wrapped, FSDP) else sum(v.numel() for v in full.values())
@@ -232,9 +235,10 @@ def compare_methods(methods: list[Any], **kwargs: Any) -> dict[str, Any]:
 def _fsdp2_model(seed: int = 0) -> nn.Module:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
-    model = tiny_gpt(seed)
+    dev = local_device() if dist.is_initialized() else torch.device("cpu")
+    model = tiny_gpt(seed).to(dev)
     if dist.is_initialized() and dist.get_world_size() > 1:
-        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        mesh = init_device_mesh(dev.type, (dist.get_world_size(),))
         for block in model.blocks:
             fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
@@ -250,13 +254,15 @@ def dcp_save(path: str, steps: int = 2, lr: float = 0.1) -> dict[str, Any]:
     rank, world = dist.get_rank(), dist.get_world_size()
     model = _fsdp2_model()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
+    dev = local_device()
     for x, y in token_batches(steps, 8):
         opt.zero_grad()
-        lm_loss(model, shard_rows(x, rank, world), shard_rows(y, rank, world)).backward()
+        lm_loss(model, shard_rows(x, rank, world).to(dev),
+                shard_rows(y, rank, world).to(dev)).backward()
         opt.step()
     dcp.save({"model": get_model_state_dict(model)}, checkpoint_id=path)
     dist.barrier()
-    full = {k: v.full_tensor().detach().clone() for k, v in model.named_parameters()}
+    full = {k: v.full_tensor().detach().cpu() for k, v in model.named_parameters()}
     return {"params": full, "files": sorted(os.listdir(path))}
 
 
@@ -272,5 +278,5 @@ def dcp_load(path: str) -> dict[str, torch.Tensor]:
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single")
         dcp.load(state, checkpoint_id=path)
     set_model_state_dict(model, state["model"])
-    return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().clone()
+    return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().cpu()
             for k, v in model.named_parameters()}

@@ -68,6 +68,7 @@ def test_torchrun_prints_one_line_per_rank_in_order():
     assert done.stdout.splitlines() == [
         "rank 0 of 2, backend gloo: all_reduce of rank + 1 gives 3",
         "rank 1 of 2, backend gloo: all_reduce of rank + 1 gives 3"]
+    assert "Warning" not in done.stderr, done.stderr  # the notebook shows both streams
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8])

@@ -14,8 +14,6 @@ The modules, one per section: ``launch`` and ``collectives`` (6.1), ``ddp`` (6.2
 per rank the same code runs on NCCL.
 """
 
-from dlbook.distributed.collectives import (bus_bandwidth, ring_all_gather, ring_all_reduce,
-                                            ring_all_reduce_time, ring_reduce_scatter)
 from dlbook.distributed.comm import Traffic
 from dlbook.distributed.context import merge_partials, ring_attention
 from dlbook.distributed.ddp import DDP, allreduce_gradients, broadcast_module, unique_parameters
@@ -29,6 +27,18 @@ from dlbook.distributed.tensor import (ColumnParallelLinear, CopyToParallelRegio
                                        TensorParallelAttention, TensorParallelBlock,
                                        TensorParallelMLP)
 from dlbook.distributed.zero import FSDP, ShardedOptimizer, bytes_per_parameter, local_bytes
+
+# 6.1's module is also a script (``torchrun ... -m dlbook.distributed.collectives``): importing
+# it here would make Python warn that it was imported before it ran, so its names load on use
+_COLLECTIVES = ("bus_bandwidth", "ring_all_gather", "ring_all_reduce", "ring_all_reduce_time",
+                "ring_reduce_scatter")
+
+
+def __getattr__(name: str):
+    if name in _COLLECTIVES:
+        from dlbook.distributed import collectives
+        return getattr(collectives, name)
+    raise AttributeError(f"module 'dlbook.distributed' has no attribute {name!r}")
 
 __all__ = ["Cluster", "ColumnParallelLinear", "CopyToParallelRegion", "DDP", "FSDP", "Layout",
            "ReduceFromParallelRegion", "RowParallelLinear", "ShardedOptimizer", "Stage",

@@ -82,3 +82,44 @@ def test_perplexity_and_exact_match():
     assert ev.perplexity(model, x, y) == pytest.approx(math.exp(lm_loss(model, x, y).item()))
     assert ev.perplexity(model, x, y) == pytest.approx(len(tasks.VOCAB), rel=0.05)  # ~uniform
     assert ev.exact_match is tasks.exact_match
+
+
+# ------------------------------------------------------------------------------ linear probes
+
+def test_residual_stream_ends_where_the_head_reads():
+    from dlbook import gpt
+    from dlbook.evaluation import residual_stream
+    config = gpt.GPTConfig(vocab_size=11, context_length=8, d_model=16, n_layers=3, n_heads=2)
+    model = gpt.init_weights_(gpt.GPT(config).double(), seed=3).eval()
+    idx = torch.randint(11, (4, 8), generator=torch.Generator().manual_seed(0))
+    streams = residual_stream(model, idx)
+    assert len(streams) == 4 and all(s.shape == (4, 8, 16) for s in streams)
+    pos = model.pos_emb(torch.arange(8))
+    torch.testing.assert_close(streams[0], model.tok_emb(idx) + pos)
+    torch.testing.assert_close(model.lm_head(model.norm_f(streams[-1])), model(idx))
+    assert not model.blocks[0]._forward_pre_hooks and not model.blocks[0]._forward_hooks
+
+
+def test_linear_probe_reads_linear_information_only():
+    from dlbook.evaluation import linear_probe
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(600, 5, generator=g, dtype=torch.float64)
+    linear = (x[:, 0] + 2 * x[:, 1] > 0).long() + 2 * (x[:, 2] > 0).long()   # 4 classes
+    assert linear_probe(x, linear, 300) > 0.9
+    xor = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()                              # not linear
+    assert linear_probe(x, xor, 300) < 0.65
+    noise = torch.randint(3, (600,), generator=g)
+    assert linear_probe(x, noise, 300) < 0.45
+
+
+def test_linear_probe_bad_input():
+    from dlbook.evaluation import linear_probe, residual_stream
+    x = torch.zeros(10, 3)
+    with pytest.raises(ValueError, match="n_train"):
+        linear_probe(x, torch.zeros(10, dtype=torch.long), 10)
+    with pytest.raises(ValueError, match="labels"):
+        linear_probe(x, torch.zeros(10), 5)
+    with pytest.raises(ValueError, match=r"\(n, d\)"):
+        linear_probe(x, torch.zeros(9, dtype=torch.long), 5)
+    with pytest.raises(ValueError, match="blocks"):
+        residual_stream(torch.nn.Linear(2, 2), torch.zeros(1, 2))

@@ -23,7 +23,8 @@ from dlbook.lm import lm_loss
 from dlbook.tasks import exact_match
 
 __all__ = ["confusion_matrix", "precision_recall_f1", "reliability_bins",
-           "expected_calibration_error", "fit_temperature", "perplexity", "exact_match"]
+           "expected_calibration_error", "fit_temperature", "perplexity", "exact_match",
+           "residual_stream", "linear_probe"]
 
 
 def _labels(y: torch.Tensor, name: str) -> torch.Tensor:
@@ -137,3 +138,58 @@ def perplexity(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     loss = lm_loss(model, x, y).item()
     model.train(was_training)
     return math.exp(loss)
+
+
+# ------------------------------------------------------------------------------ linear probes
+
+@torch.no_grad()
+def residual_stream(model: nn.Module, idx: torch.Tensor) -> list[torch.Tensor]:
+    """The residual stream of a ``dlbook.gpt.GPT`` on token ids ``idx`` (batch, seq): the input
+    of the first block (embeddings), then the output of every block; ``n_layers + 1`` tensors of
+    shape (batch, seq, d_model)."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or len(blocks) == 0:
+        raise ValueError("residual_stream needs a GPT-like model with a list of .blocks")
+    streams: list[torch.Tensor] = []
+    hooks = [blocks[0].register_forward_pre_hook(lambda mod, args: streams.append(args[0]))]
+    hooks += [b.register_forward_hook(lambda mod, args, out: streams.append(out)) for b in blocks]
+    try:
+        model(idx)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [t.detach() for t in streams]
+
+
+def linear_probe(features: torch.Tensor, labels: torch.Tensor, n_train: int,
+                 weight_decay: float = 1e-3, max_iter: int = 200) -> float:
+    """Fit a multinomial logistic regression (a *linear probe*) on the first ``n_train`` rows of
+    ``features`` (n, d) to predict ``labels`` (n,), with L-BFGS in float64, and return its
+    accuracy on the remaining rows. High accuracy means the property can be read off the
+    representation by a linear map; it does not show that the model uses it."""
+    features = torch.as_tensor(features)
+    labels = torch.as_tensor(labels)
+    if features.dim() != 2 or labels.dim() != 1 or len(features) != len(labels):
+        raise ValueError(f"expected features (n, d) and labels (n,), got {tuple(features.shape)} "
+                         f"and {tuple(labels.shape)}")
+    if labels.is_floating_point() or (labels < 0).any():
+        raise ValueError("labels must be class numbers 0, 1, 2, ...")
+    if not 0 < n_train < len(labels):
+        raise ValueError(f"n_train must leave rows to test on: 0 < n_train < {len(labels)}, "
+                         f"got {n_train}")
+    x = features.to(torch.float64)
+    k = int(labels.max()) + 1
+    w = torch.zeros(x.shape[1], k, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(x[:n_train] @ w + b, labels[:n_train]) + weight_decay * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return ((x[n_train:] @ w + b).argmax(1) == labels[n_train:]).double().mean().item()

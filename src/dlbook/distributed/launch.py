@@ -80,21 +80,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class _Tee:
-    """Write to a file (always) and to the process's own stdout."""
-
-    def __init__(self, path: str, stream: Any) -> None:
-        self.file = open(path, "w", buffering=1)
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        self.file.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.file.flush()
-
-
 def _worker(rank: int, world_size: int, port: int, fn: Callable[..., Any], args: tuple,
             kwargs: dict, folder: str, backend: str | None, timeout: float, init: bool,
             threads: int | None, env: dict[str, str]) -> None:
@@ -102,7 +87,7 @@ def _worker(rank: int, world_size: int, port: int, fn: Callable[..., Any], args:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_WORLD_SIZE=str(world_size))
-    sys.stdout = _Tee(os.path.join(folder, f"{rank}.out"), sys.stdout)
+    sys.stdout = open(os.path.join(folder, f"{rank}.out"), "w", buffering=1)  # shown later
     try:
         if init:
             init_process_group(backend, timeout, threads)

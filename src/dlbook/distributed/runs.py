@@ -8,6 +8,7 @@ collectives moved and the bytes each rank holds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from typing import Any
@@ -168,7 +169,7 @@ def train_data_parallel(method: str, steps: int = 3, batch: int = 8, optimizer: 
         for i, (xm, ym) in enumerate(zip(xs, ys)):
             last = i == micro_batches - 1
             sync = wrapped.no_sync() if (not last and isinstance(wrapped, (DDP,
-                                         nn.parallel.DistributedDataParallel))) else _null()
+                                         nn.parallel.DistributedDataParallel))) else contextlib.nullcontext()
             with sync:
                 loss = lm_loss(wrapped, xm, ym) * (xm.size(0) / x.size(0))
                 loss.backward()
@@ -209,14 +210,6 @@ def train_data_parallel(method: str, steps: int = 3, batch: int = 8, optimizer: 
         out["buckets"] = len(wrapped.buckets)
         out["launched_during_backward"] = wrapped.launched_during_backward
     return out
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def compare_methods(methods: list[Any], **kwargs: Any) -> dict[str, Any]:

@@ -333,12 +333,5 @@ class FSDP(nn.Module):
             out[name] = flat[:shard.numel].view(shard.shape).clone()
         for name, p in self.replicated.items():
             out[name] = p.detach().clone()
-        return dict(sorted(out.items(), key=lambda kv: list(self._order()).index(kv[0])))
-
-    def _order(self) -> list[str]:
-        names = []
-        for mod_uses in self._uses.values():
-            for _, name in mod_uses:
-                if name not in names:
-                    names.append(name)
-        return names
+        names = dict.fromkeys(name for uses in self._uses.values() for _, name in uses)
+        return {name: out[name] for name in names}  # in the order the module registers them
